@@ -19,6 +19,7 @@ from yolo_ft.records import YoloFtError
 COMMAND_MODULES = (
     "yolo_ft.prepare.cli",
     "yolo_ft.train.cli",
+    "yolo_ft.train.weights_cli",
     "yolo_ft.export.cli",
     "yolo_ft.review.cli",
     "yolo_ft.pipeline",

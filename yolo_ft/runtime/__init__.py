@@ -1,0 +1,10 @@
+"""Torch-free inference for exported yolo-ft models: onnxruntime + numpy + cv2 only.
+
+This folder is self-contained (it imports nothing else from yolo_ft), so an app may copy it as is.
+"""
+
+from .detector import Detections, Detector, load_image
+from .letterbox import letterbox, scale_boxes, to_blob
+from .nms import non_max_suppression
+
+__all__ = ["Detections", "Detector", "letterbox", "load_image", "non_max_suppression", "scale_boxes", "to_blob"]

@@ -1,0 +1,108 @@
+"""int8 export: calibrated on real images, gated on mAP50 against fp32 on the val split; a refused
+export writes nothing; --force writes it and says so."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from yolo_ft.records import YoloFtError
+
+
+def test_int8_export_is_quantized_and_gated(export_model, tiny_yolo_dataset, kidney_sizes, tmp_path):
+    from yolo_ft.export.onnx import export
+    from yolo_ft.runtime import Detector
+
+    out = tmp_path / "int8.onnx"
+    report = export(export_model, out, int8=True, calib=tiny_yolo_dataset, tolerance=1.0)
+    gate = report["int8_gate"]
+    assert gate["images"] == 8 and gate["split"] == "val"
+    assert gate["drop"] == pytest.approx(gate["map50_fp32"] - gate["map50_int8"], abs=1e-4)
+    assert gate["passed"] is True and gate["forced"] is False
+    assert gate["attempts"][0]["scheme"] == "broad"  # the fastest scheme is tried first
+    assert report["quantization"]["calibration_images"] == 24  # every train image of the tiny set
+    saved = json.loads(out.with_name("int8.onnx.json").read_text())
+    assert saved["int8_gate"] == gate and saved["precision"] == "int8"
+
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) > 50  # per-channel int8 conv weights
+    # The head's final class convs stayed float (what keeps scores from collapsing to 0).
+    float_convs = {n.name for n in model.graph.node if n.op_type == "Conv"}
+    assert any("cv3.0.2" in n for n in float_convs)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["names"] == "{0: 'KIDNEY_STONE'}" and meta["yolo_ft_precision"] == "int8"
+
+    # It still detects what fp32 detects on a real image (same class, overlapping boxes).
+    det8 = Detector(out).predict(str(kidney_sizes["512x512"]), conf=0.001)[0]
+    assert len(det8) > 0 and set(det8.class_name) == {"KIDNEY_STONE"}
+    assert report["parity"]["agreement_iou50"] >= 0.5
+
+
+def test_int8_gate_refuses_and_writes_nothing(export_model, tiny_yolo_dataset, tmp_path):
+    from yolo_ft.export.onnx import export
+
+    out_dir = tmp_path / "deploy"
+    out_dir.mkdir()
+    with pytest.raises(YoloFtError, match=r"int8 export refused: mAP50 drops .* tolerance -1.0; nothing was written"):
+        export(export_model, out_dir / "model.onnx", int8=True, calib=tiny_yolo_dataset, tolerance=-1.0)
+    assert list(out_dir.iterdir()) == []  # no .onnx, no .json, no temp folder
+
+
+def test_int8_force_writes_and_records_it(export_model, tiny_yolo_dataset, tmp_path):
+    from yolo_ft.cli import main
+
+    out = tmp_path / "forced.onnx"
+    rc = main(["export", "--model", str(export_model), "--out", str(out), "--int8", "--calib",
+               str(tiny_yolo_dataset), "--tolerance", "-1", "--force"])
+    assert rc == 0 and out.is_file()
+    gate = json.loads(out.with_name("forced.onnx.json").read_text())["int8_gate"]
+    assert gate["passed"] is False and gate["forced"] is True
+    assert [a["scheme"] for a in gate["attempts"]] == ["broad", "conv"]  # both tried before giving up
+
+
+def test_int8_needs_calibration_data(export_model, tmp_path):
+    from yolo_ft.cli import main
+
+    rc = main(["export", "--model", str(export_model), "--out", str(tmp_path / "m.onnx"), "--int8"])
+    assert rc == 2 and not (tmp_path / "m.onnx").exists()
+
+
+def test_fp16_gpu_target_runs_on_cpu_within_stated_tolerance(export_model, tiny_yolo_dataset, kidney_sizes, tmp_path):
+    import onnxruntime as ort
+
+    from yolo_ft.export.parity import TOLERANCES
+    from yolo_ft.runtime import Detector
+
+    from yolo_ft.export.onnx import export
+
+    out = tmp_path / "fp16.onnx"
+    report = export(export_model, out, target="gpu", calib=tiny_yolo_dataset)
+    par = report["parity"]
+    assert report["precision"] == "fp16" and par["passed"]
+    assert par["tolerance"] == {"iou": TOLERANCES["fp16"].iou, "conf": TOLERANCES["fp16"].conf}
+    assert par["max_conf_delta"] <= TOLERANCES["fp16"].conf and par["min_matched_iou"] >= TOLERANCES["fp16"].iou
+    model = onnx.load(str(out))
+    assert sum(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer) > 50
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].type == "tensor(float)"  # fp32 IO: callers need not know
+    d16 = Detector(out, providers=["CPUExecutionProvider"]).predict(str(kidney_sizes["1236x1001"]), conf=0.05)[0]
+    assert len(d16) > 0 and d16.xyxy.dtype == np.float32
+
+
+def test_bad_inputs_are_named(tmp_path, export_model):
+    from yolo_ft.export.onnx import export
+
+    with pytest.raises(YoloFtError, match="nope.pt: checkpoint not found"):
+        export(tmp_path / "nope.pt", tmp_path / "m.onnx")
+    with pytest.raises(YoloFtError, match="must end in .onnx"):
+        export(export_model, tmp_path / "m.txt")
+    with pytest.raises(YoloFtError, match="missing.yaml: calibration data.yaml not found"):
+        export(export_model, tmp_path / "m.onnx", int8=True, calib=tmp_path / "missing.yaml")
+    assert list(tmp_path.iterdir()) == []

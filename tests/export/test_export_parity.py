@@ -1,0 +1,135 @@
+"""fp32 export of a real trained model: the exporter's own check, its provenance file, the metadata that
+makes YOLO("model.onnx") work, and agreement of yolo_ft.runtime with YOLO(best.pt).predict on real
+kidney-stone CT images of different sizes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from yolo_ft.export.parity import TOLERANCES, Tolerance, compare
+
+
+def _sha256(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_fp32_export_checks_parity_and_records_provenance(fp32_export, tiny_yolo_dataset):
+    out, report, pt = fp32_export
+    assert out.is_file()
+    saved = json.loads(out.with_name("model.onnx.json").read_text())
+    assert saved["source"]["sha256"] == _sha256(pt)
+    assert saved["classes"] == {"0": "KIDNEY_STONE"}
+    assert saved["imgsz"] == 128 and saved["precision"] == "fp32" and saved["stride"] == 32
+    assert saved["versions"]["onnxruntime"] and saved["versions"]["ultralytics"]
+    par = saved["parity"]
+    # The check ran on real val images of the dataset, with many boxes (conf 0.001), and every box matched.
+    assert par["image_source"].startswith(str(tiny_yolo_dataset))
+    assert len(par["images"]) == 8 and all(Path(p).is_file() for p in par["images"])
+    assert par["boxes_reference"] >= 64
+    assert par["unmatched_reference"] == 0 and par["unmatched_onnx"] == 0
+    assert par["matched"] >= par["boxes_reference"] - par["borderline_unmatched"]
+    assert par["min_matched_iou"] >= 0.99 and par["max_conf_delta"] <= 1e-3
+    assert par["passed"] is True
+    # Nothing but the model and its report is left in the output folder (no temp dirs, no .pt copies).
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_metadata_lets_ultralytics_load_the_onnx(fp32_export, kidney_sizes):
+    from ultralytics import YOLO
+
+    out, _, pt = fp32_export
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["names"] == "{0: 'KIDNEY_STONE'}"
+    assert meta["imgsz"] == "[128, 128]" and meta["stride"] == "32" and meta["task"] == "detect"
+    assert meta["yolo_ft_source_sha256"] == _sha256(pt)
+    img = str(kidney_sizes["512x512"])
+    via_onnx = YOLO(str(out)).predict(img, conf=0.001, verbose=False)[0]
+    via_pt = YOLO(str(pt)).predict(img, conf=0.001, verbose=False)[0]
+    assert via_onnx.names == {0: "KIDNEY_STONE"}
+    assert len(via_onnx.boxes) == len(via_pt.boxes) > 0
+    np.testing.assert_allclose(via_onnx.boxes.conf.numpy(), via_pt.boxes.conf.numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("size", ["512x512", "1236x1001", "888x719"])
+def test_runtime_agrees_with_ultralytics_pt_predict(fp32_export, kidney_sizes, size):
+    """Same image through Detector(model.onnx) and the user's usual YOLO(best.pt).predict call.
+
+    At imgsz 128 the letterbox pad of these images is < stride, so Ultralytics' default rect letterbox and
+    the fixed-shape square one coincide: the two must agree to the fp32 tolerance.
+    """
+    from ultralytics import YOLO
+
+    from yolo_ft.runtime import Detector
+
+    out, _, pt = fp32_export
+    img = kidney_sizes[size]
+    r = YOLO(str(pt)).predict(str(img), conf=0.001, verbose=False)[0]
+    d = Detector(out).predict(str(img), conf=0.001)[0]
+    ref = [(r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(np.int64))]
+    got = [(d.xyxy, d.confidence, d.class_id)]
+    res = compare(ref, got, TOLERANCES["fp32"], conf_thres=0.001)
+    assert res["boxes_reference"] > 5
+    assert res["passed"], res
+    assert res["min_matched_iou"] >= 0.99 and res["max_conf_delta"] <= 1e-3
+    h, w = r.orig_shape
+    assert f"{w}x{h}" == size
+    assert d.xyxy.dtype == np.float32 and (d.xyxy[:, [0, 2]] <= w).all() and (d.xyxy[:, [1, 3]] <= h).all()
+    assert d.class_name == ["KIDNEY_STONE"] * len(d) and d.image == str(img)
+
+
+def test_runtime_batch_paths_and_arrays_agree(fp32_export, kidney_sizes):
+    import cv2
+
+    from yolo_ft.runtime import Detector
+
+    out, _, _ = fp32_export
+    det = Detector(out, providers=["CPUExecutionProvider"])
+    paths = [str(p) for p in kidney_sizes.values()]
+    one_by_one = [det.predict(p, conf=0.01)[0] for p in paths]
+    batch = det.predict([cv2.imread(p) for p in paths], conf=0.01)
+    assert len(batch) == 3
+    for a, b in zip(one_by_one, batch):
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+        assert b.image is None
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        det.predict("missing.jpg")
+
+
+def test_dynamic_batch_export_runs_batches(export_model, tiny_yolo_dataset, kidney_sizes, tmp_path):
+    from yolo_ft.export.onnx import export
+    from yolo_ft.runtime import Detector
+
+    out = tmp_path / "dyn.onnx"
+    report = export(export_model, out, dynamic=True, calib=tiny_yolo_dataset)
+    assert report["parity"]["passed"] and report["settings"]["dynamic"] is True
+    det = Detector(out, providers=["CPUExecutionProvider"])
+    assert det.dynamic_batch and det.imgsz == (128, 128)
+    paths = [str(p) for p in kidney_sizes.values()]
+    batched = det.predict(paths, conf=0.01)  # one session.run with batch 3
+    single = [det.predict(p, conf=0.01)[0] for p in paths]
+    for a, b in zip(single, batched):
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
+
+
+def test_compare_flags_a_shifted_box_and_tolerates_borderline_ones():
+    """The check can fail: a box moved by 2 px (IoU < 0.99) is a mismatch; one only just under the
+    threshold on the other side is borderline."""
+    ref_boxes = np.array([[10, 10, 110, 110], [200, 200, 260, 260]], np.float32)
+    ref = [(ref_boxes, np.array([0.9, 0.0105], np.float32), np.array([0, 0]))]
+    moved = ref_boxes.copy()
+    moved[0] += 2
+    bad = compare(ref, [(moved[:1], np.array([0.9], np.float32), np.array([0]))], Tolerance(0.99, 1e-3), 0.01)
+    assert not bad["passed"] and bad["unmatched_reference"] == 1 and bad["borderline_unmatched"] == 1
+    ok = compare(ref, [(ref_boxes[:1], np.array([0.9004], np.float32), np.array([0]))], Tolerance(0.99, 1e-3), 0.01)
+    assert ok["passed"] and ok["matched"] == 1 and ok["borderline_unmatched"] == 1
+    conf_off = compare(ref, [(ref_boxes, np.array([0.9, 0.0125], np.float32), np.array([0, 0]))], Tolerance(0.99, 1e-3), 0.01)
+    assert not conf_off["passed"] and conf_off["max_conf_delta"] == pytest.approx(0.002, abs=1e-6)

@@ -1,0 +1,180 @@
+"""``Detector``: run an exported YOLO ONNX model with onnxruntime + numpy + cv2 only.
+
+Letterbox, NMS and rescaling reproduce Ultralytics' so detections agree with ``YOLO(best.pt).predict``;
+model facts (class names, input size, stride) come from the metadata Ultralytics writes into the ONNX
+file. This folder imports nothing else from yolo_ft, so it can be copied into an app on its own.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from .letterbox import letterbox, scale_boxes, to_blob
+from .nms import end2end_filter, non_max_suppression
+
+log = logging.getLogger(__name__)
+
+ImageInput = Union[str, os.PathLike, np.ndarray]
+
+
+@dataclass
+class Detections:
+    """Detections for one image, in original-image pixels, highest confidence first."""
+
+    xyxy: np.ndarray  # (N, 4) float32
+    confidence: np.ndarray  # (N,) float32
+    class_id: np.ndarray  # (N,) int64
+    class_name: list[str] = field(default_factory=list)
+    image: str | None = None  # source path when the input was a path
+
+    def __len__(self) -> int:
+        return int(self.confidence.shape[0])
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """Plain JSON-able dicts: {"xyxy", "confidence", "class_id", "class_name"}."""
+        return [
+            {
+                "xyxy": [float(v) for v in self.xyxy[i]],
+                "confidence": float(self.confidence[i]),
+                "class_id": int(self.class_id[i]),
+                "class_name": self.class_name[i],
+            }
+            for i in range(len(self))
+        ]
+
+
+def _parse_meta(value: str | None) -> Any:
+    """Ultralytics stores str(python_object); parse literals only (never eval)."""
+    if value is None:
+        return None
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def default_providers() -> list[str]:
+    """CUDA when this onnxruntime build has it, else CPU (with a notice, so a slow run is explained)."""
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    log.info("CUDAExecutionProvider not available in this onnxruntime; running on CPU")
+    return ["CPUExecutionProvider"]
+
+
+def load_image(source: ImageInput) -> np.ndarray:
+    """A BGR uint8 image from a path or an array; a clear error naming the file otherwise."""
+    if isinstance(source, np.ndarray):
+        if source.ndim == 2:
+            return cv2.cvtColor(source, cv2.COLOR_GRAY2BGR)
+        if source.ndim != 3 or source.shape[2] not in (3, 4):
+            raise ValueError(f"expected an HxWx3 BGR image array, got shape {source.shape}")
+        return source if source.shape[2] == 3 else cv2.cvtColor(source, cv2.COLOR_BGRA2BGR)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image not found")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"{path}: not a readable image (cv2.imread failed)")
+    return img
+
+
+class Detector:
+    """An ONNX YOLO detector. ``Detector("model.onnx").predict("img.jpg")[0].xyxy``."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        providers: Sequence[str] | None = None,
+        imgsz: int | Sequence[int] | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        self.path = Path(model)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: ONNX model not found")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(self.path), sess_options=opts, providers=list(providers or default_providers())
+        )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = {k: _parse_meta(v) for k, v in meta.items()}
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.output_names = [self.session.get_outputs()[0].name]
+        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        b, _, h, w = inp.shape
+        self.dynamic_batch = not isinstance(b, int)
+        self.fixed_batch = None if self.dynamic_batch else int(b)
+        self.batch_size = batch_size if self.dynamic_batch else int(b)
+        if isinstance(h, int) and isinstance(w, int):
+            self.imgsz = (h, w)  # a fixed-shape graph accepts nothing else
+        else:
+            size = imgsz or self.metadata.get("imgsz") or 640
+            self.imgsz = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        names = self.metadata.get("names") or {}
+        if isinstance(names, list):
+            names = dict(enumerate(names))
+        self.names: dict[int, str] = {int(k): str(v) for k, v in names.items()}
+        self.stride = int(self.metadata.get("stride") or 32)
+        self.task = self.metadata.get("task", "detect")
+        self.end2end = bool(self.metadata.get("end2end", False))
+        if self.task != "detect":
+            raise ValueError(f"{self.path}: task '{self.task}' is not supported (detection models only)")
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+    ) -> list[Detections]:
+        """Detect objects in one image or a list (paths or BGR arrays); one ``Detections`` per image."""
+        if isinstance(images, (str, os.PathLike, np.ndarray)):
+            images = [images]
+        results: list[Detections] = []
+        items = list(images)
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            originals = [load_image(x) for x in chunk]
+            boxed = [letterbox(im, self.imgsz)[0] for im in originals]
+            n = len(boxed)
+            if self.fixed_batch and n < self.fixed_batch:  # static batch: fill with grey frames
+                boxed += [np.full_like(boxed[0], 114)] * (self.fixed_batch - n)
+            blob = to_blob(boxed, self.input_dtype)
+            raw = self.session.run(self.output_names, {self.input_name: blob})[0]
+            for i in range(n):
+                results.append(self._postprocess(raw[i], originals[i].shape[:2], chunk[i], conf, iou, max_det))
+        return results
+
+    def _postprocess(
+        self, raw: np.ndarray, orig_hw: tuple[int, int], source: ImageInput, conf: float, iou: float, max_det: int
+    ) -> Detections:
+        raw = raw.astype(np.float32, copy=False)
+        if self.end2end or (raw.ndim == 2 and raw.shape[-1] == 6 and raw.shape[0] != 6):
+            det = end2end_filter(raw, conf, max_det)
+        else:
+            det = non_max_suppression(raw, conf, iou, max_det)
+        boxes = scale_boxes(det[:, :4].copy(), self.imgsz, orig_hw)
+        cls = det[:, 5].astype(np.int64)
+        return Detections(
+            xyxy=boxes.astype(np.float32, copy=False),
+            confidence=det[:, 4].copy(),
+            class_id=cls,
+            class_name=[self.names.get(int(c), str(int(c))) for c in cls],
+            image=None if isinstance(source, np.ndarray) else str(source),
+        )

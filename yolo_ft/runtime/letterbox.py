@@ -1,0 +1,89 @@
+"""Letterbox resize and box rescaling, bit-for-bit the arithmetic of Ultralytics' ``LetterBox`` and
+``scale_boxes`` (same Python ``round`` calls, same ``-0.1``/``+0.1`` bias), so a box from the ONNX model
+lands on the same original-image pixel as one from ``YOLO(best.pt).predict``.
+
+Only numpy and cv2: this folder must run where torch is not installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class LetterboxParams:
+    """How one image was placed in the model input: resized to ``new_unpad`` (w, h), then padded."""
+
+    orig_hw: tuple[int, int]
+    new_unpad: tuple[int, int]
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+
+def letterbox_params(orig_hw: tuple[int, int], new_hw: tuple[int, int]) -> LetterboxParams:
+    """Ultralytics LetterBox(auto=False, scaleup=True, center=True) geometry for one image."""
+    h0, w0 = orig_hw
+    r = min(new_hw[0] / h0, new_hw[1] / w0)
+    new_unpad = (max(round(w0 * r), 1), max(round(h0 * r), 1))
+    dw = (new_hw[1] - new_unpad[0]) / 2
+    dh = (new_hw[0] - new_unpad[1]) / 2
+    return LetterboxParams(
+        orig_hw=(h0, w0),
+        new_unpad=new_unpad,
+        top=round(dh - 0.1),
+        bottom=round(dh + 0.1),
+        left=round(dw - 0.1),
+        right=round(dw + 0.1),
+    )
+
+
+def letterbox(img: np.ndarray, new_hw: tuple[int, int]) -> tuple[np.ndarray, LetterboxParams]:
+    """Resize keeping aspect ratio (cv2 INTER_LINEAR) and pad with grey 114 to ``new_hw``."""
+    p = letterbox_params(img.shape[:2], new_hw)
+    if (img.shape[1], img.shape[0]) != p.new_unpad:
+        img = cv2.resize(img, p.new_unpad, interpolation=cv2.INTER_LINEAR)
+    if p.top or p.bottom or p.left or p.right:
+        img = cv2.copyMakeBorder(
+            img, p.top, p.bottom, p.left, p.right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
+        )
+    return img, p
+
+
+def to_blob(images: list[np.ndarray], dtype: type = np.float32) -> np.ndarray:
+    """BGR uint8 HWC images (same shape) -> contiguous RGB NCHW in [0, 1], one pass per image."""
+    n = len(images)
+    h, w = images[0].shape[:2]
+    blob = np.empty((n, 3, h, w), dtype=np.float32)
+    for i, im in enumerate(images):
+        # One strided read (BGR->RGB, HWC->CHW) and one divide written straight into the batch buffer;
+        # division (not * 1/255) keeps values identical to Ultralytics' ``.float().div_(255)``.
+        np.divide(im.transpose(2, 0, 1)[::-1], np.float32(255.0), out=blob[i], dtype=np.float32)
+    return blob if dtype == np.float32 else blob.astype(dtype)
+
+
+def scale_boxes(boxes: np.ndarray, input_hw: tuple[int, int], orig_hw: tuple[int, int]) -> np.ndarray:
+    """Map xyxy boxes from model-input pixels to original-image pixels, in place, then clip.
+
+    Same formula as ``ultralytics.utils.ops.scale_boxes(ratio_pad=None)``: the gain is recomputed
+    from the two shapes and each side is rounded the way LetterBox rounded it.
+    """
+    h0, w0 = orig_hw
+    gain = min(input_hw[0] / h0, input_hw[1] / w0)
+    new_h, new_w = max(round(h0 * gain), 1), max(round(w0 * gain), 1)
+    gain_y, gain_x = new_h / h0, new_w / w0
+    pad_x = round((input_hw[1] - new_w) / 2 - 0.1)
+    pad_y = round((input_hw[0] - new_h) / 2 - 0.1)
+    boxes[:, [0, 2]] -= pad_x
+    boxes[:, [1, 3]] -= pad_y
+    boxes[:, [0, 2]] /= gain_x
+    boxes[:, [1, 3]] /= gain_y
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w0)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h0)
+    return boxes

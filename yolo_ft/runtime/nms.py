@@ -1,0 +1,67 @@
+"""Non-maximum suppression in numpy with the semantics of ``ultralytics.utils.nms.non_max_suppression``
+(single label per box, class-aware by a ``max_wh`` offset, ``conf > threshold`` on the best class score,
+``max_nms`` pre-cap, ``max_det`` post-cap, greedy suppression of IoU > threshold like torchvision).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_WH = 7680  # class offset, as in Ultralytics
+MAX_NMS = 30000  # boxes entering NMS, as in Ultralytics
+
+
+def nms_indices(boxes: np.ndarray, scores: np.ndarray, iou_thres: float) -> np.ndarray:
+    """Greedy NMS: indices kept, highest score first. Vectorised IoU of one box against the rest."""
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        if order.size == 1:
+            break
+        rest = order[1:]
+        w = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
+        h = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
+        inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+        iou = inter / (areas[i] + areas[rest] - inter)
+        order = rest[iou <= iou_thres]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def non_max_suppression(
+    pred: np.ndarray, conf_thres: float = 0.25, iou_thres: float = 0.7, max_det: int = 300
+) -> np.ndarray:
+    """One image's raw head output (4 + nc, anchors) -> (n, 6) rows of x1, y1, x2, y2, conf, class.
+
+    Boxes stay in model-input pixels; the caller rescales them.
+    """
+    scores_all = pred[4:]
+    best = scores_all.max(0)
+    cand = np.flatnonzero(best > conf_thres)
+    if cand.size == 0:
+        return np.zeros((0, 6), dtype=np.float32)
+    conf = best[cand]
+    cls = scores_all[:, cand].argmax(0)
+    xywh = pred[:4, cand]
+    if cand.size > MAX_NMS:
+        top = np.argsort(-conf, kind="stable")[:MAX_NMS]
+        conf, cls, xywh = conf[top], cls[top], xywh[:, top]
+    half_w, half_h = xywh[2] / 2, xywh[3] / 2
+    out = np.empty((conf.size, 6), dtype=np.float32)
+    out[:, 0] = xywh[0] - half_w
+    out[:, 1] = xywh[1] - half_h
+    out[:, 2] = xywh[0] + half_w
+    out[:, 3] = xywh[1] + half_h
+    out[:, 4] = conf
+    out[:, 5] = cls
+    offset = out[:, 5:6] * MAX_WH
+    keep = nms_indices(out[:, :4] + offset, conf, iou_thres)[:max_det]
+    return out[keep]
+
+
+def end2end_filter(pred: np.ndarray, conf_thres: float, max_det: int) -> np.ndarray:
+    """Models exported with NMS inside (rows of x1, y1, x2, y2, conf, class): threshold and cap only."""
+    return pred[pred[:, 4] > conf_thres][:max_det].astype(np.float32, copy=False)
