@@ -67,4 +67,5 @@ def test_predict_cli_errors_name_the_source(fp32_export, tmp_path):
     bad.write_bytes(b"not really a jpeg")
     r = subprocess.run([sys.executable, "-m", "yolo_ft", "predict", "--model", str(out), str(bad)],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert r.returncode != 0 and "broken.jpg: not a readable image" in r.stderr
+    assert r.returncode == 2 and "broken.jpg: not a readable image" in r.stderr
+    assert "Traceback" not in r.stderr

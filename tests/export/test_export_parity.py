@@ -102,22 +102,37 @@ def test_runtime_batch_paths_and_arrays_agree(fp32_export, kidney_sizes):
         det.predict("missing.jpg")
 
 
-def test_dynamic_batch_export_runs_batches(export_model, tiny_yolo_dataset, kidney_sizes, tmp_path):
+def test_dynamic_export_matches_pt_predict_rect_letterbox(export_model, tiny_yolo_dataset, kidney_sizes, tmp_path):
+    """A dynamic-shape model gets Ultralytics' minimum-rectangle letterbox, as YOLO(best.pt).predict does:
+    at imgsz 256 a 1236x1001 image runs at 256x224 (not 256x256) and still matches PyTorch exactly."""
+    import cv2
+    from ultralytics import YOLO
+
     from yolo_ft.export.onnx import export
     from yolo_ft.runtime import Detector
 
     out = tmp_path / "dyn.onnx"
-    report = export(export_model, out, dynamic=True, calib=tiny_yolo_dataset)
+    report = export(export_model, out, dynamic=True, imgsz=256, calib=tiny_yolo_dataset)
     assert report["parity"]["passed"] and report["settings"]["dynamic"] is True
     det = Detector(out, providers=["CPUExecutionProvider"])
-    assert det.dynamic_batch and det.imgsz == (128, 128)
-    paths = [str(p) for p in kidney_sizes.values()]
-    batched = det.predict(paths, conf=0.01)  # one session.run with batch 3
-    single = [det.predict(p, conf=0.01)[0] for p in paths]
-    for a, b in zip(single, batched):
-        assert len(a) == len(b)
-        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
-        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
+    assert det.dynamic_batch and det.dynamic_hw and det.imgsz == (256, 256)
+    img = str(kidney_sizes["1236x1001"])
+    r = YOLO(str(export_model)).predict(img, imgsz=256, conf=0.001, verbose=False)[0]
+    d = det.predict(img, conf=0.001)[0]
+    res = compare([(r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(np.int64))],
+                  [(d.xyxy, d.confidence, d.class_id)], TOLERANCES["fp32"], conf_thres=0.001)
+    assert res["passed"] and res["boxes_reference"] > 5, res
+
+    # Batching: same-shape images share one run; mixed shapes still give the per-image results.
+    a = cv2.imread(img)
+    b = cv2.flip(a, 1)
+    small = cv2.imread(str(kidney_sizes["512x512"]))
+    batched = det.predict([a, b, small], conf=0.01)
+    single = [det.predict(x, conf=0.01)[0] for x in (a, b, small)]
+    for x, y in zip(single, batched):
+        assert len(x) == len(y)
+        np.testing.assert_allclose(x.xyxy, y.xyxy, atol=1e-3)
+        np.testing.assert_allclose(x.confidence, y.confidence, atol=1e-5)
 
 
 def test_compare_flags_a_shifted_box_and_tolerates_borderline_ones():

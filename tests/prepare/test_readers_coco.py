@@ -73,7 +73,7 @@ def test_reads_splits_names_negatives_and_unlisted(coco_dir: Path) -> None:
     assert by[stones[2]].split == "val" and by[stones[2]].width is None
     assert by[stones[2]].boxes == [Box(12, 13, 26, 28, "KIDNEY_STONE")]
     assert by[stones[3]].annotated is False  # in images/ but in no JSON
-    assert coco.classes(coco_dir) == ["Left kidney", "KIDNEY_STONE"]  # category id order (3, 7)
+    assert coco.class_names(coco_dir) == ["Left kidney", "KIDNEY_STONE"]  # category id order (3, 7)
 
 
 def test_crowd_keep_and_single_file_and_images_option(coco_dir: Path, tmp_path: Path) -> None:
@@ -164,3 +164,15 @@ def test_empty_folder_is_a_problem(tmp_path: Path) -> None:
     assert not coco.sniff(tmp_path)
     records, problems = _partition(coco.read(tmp_path))
     assert records == [] and "no COCO JSON" in problems[0].problem
+
+
+def test_symlink_leaving_the_root_is_refused(kidney_yolo: Path, tmp_path: Path) -> None:
+    img = next((kidney_yolo / "datasets/images/train").iterdir())
+    root = tmp_path / "ds"
+    (root / "data").mkdir(parents=True)
+    shutil.copy2(img, tmp_path / "secret.jpg")
+    (root / "data" / "inside.jpg").symlink_to(tmp_path / "secret.jpg")
+    jf = _write(root, "labels.json", _base("inside.jpg"))
+    records, problems = _partition(coco.read(jf))
+    assert [r for r in records if r.annotated] == []
+    assert len(problems) == 1 and problems[0].file == str(jf) and "outside the source root" in problems[0].problem

@@ -72,7 +72,7 @@ def test_shapes_subsets_negatives_and_unlisted(cvat_dir: Path) -> None:
     assert by["sub/b c.jpg"].split == "val" and by["sub/b c.jpg"].boxes == [Box(40, 50, 43, 52, "stone")]
     assert by["neg.jpg"].annotated and by["neg.jpg"].boxes == [] and by["neg.jpg"].split is None
     assert by["unlisted.jpg"].annotated is False
-    assert cvat.classes(cvat_dir) == ["stone", "kidney left"]
+    assert cvat.class_names(cvat_dir) == ["stone", "kidney left"]
 
 
 BAD = {

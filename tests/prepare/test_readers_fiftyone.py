@@ -85,7 +85,7 @@ def test_fiftyone_coco(exported) -> None:
     assert problems == []
     assert all(r.image.parent.name == "data" and r.split is None for r in records)  # FiftyOne's data/ sibling
     _assert_matches(records, truth, tol=1e-6)  # COCO keeps float pixels: exact
-    assert coco.classes(out / "coco") == ["KIDNEY_STONE", "left kidney"]
+    assert coco.class_names(out / "coco") == ["KIDNEY_STONE", "left kidney"]
 
 
 def test_fiftyone_coco_split_files(exported) -> None:
@@ -102,7 +102,7 @@ def test_fiftyone_cvat(exported) -> None:
     records, problems = _partition(cvat.read(out / "cvat"))
     assert problems == []
     _assert_matches(records, truth)
-    assert cvat.classes(out / "cvat") == ["KIDNEY_STONE", "left kidney"]
+    assert cvat.class_names(out / "cvat") == ["KIDNEY_STONE", "left kidney"]
 
 
 def test_fiftyone_voc(exported) -> None:

@@ -173,6 +173,30 @@ def test_palette_masks_are_read_by_index(tmp_path: Path, kssd: Path) -> None:
     assert Counter(b.label for b in records[0].boxes) == {"1": 2, "2": 1}
 
 
+def test_colour_and_one_bit_masks(tmp_path: Path, kssd: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for n in ("a", "b"):
+        shutil.copy2(kssd / "data/image/290.tif", tmp_path / "images" / f"{n}.tif")
+    rgb = np.zeros((512, 512, 3), np.uint8)
+    rgb[5:9, 6:10] = (255, 0, 0)
+    Image.fromarray(rgb).save(tmp_path / "masks" / "a.png")
+    bits = np.zeros((512, 512), bool)
+    bits[20:30, 40:41] = True
+    Image.fromarray(bits).save(tmp_path / "masks" / "b.png")  # PIL mode "1": True must count as foreground
+    records, problems = _partition(masks.read(tmp_path / "images", masks=tmp_path / "masks"))
+    assert [r.boxes for r in records] == [[Box(40.0, 20.0, 41.0, 30.0, "object")]]
+    assert len(problems) == 1 and problems[0].file.endswith("a.png") and "colour" in problems[0].problem
+
+
+def test_masks_flag_on_a_dicom_folder_means_dicom_sidecars(tmp_path: Path) -> None:
+    (tmp_path / "slices").mkdir()
+    (tmp_path / "slices" / "x.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    (tmp_path / "m").mkdir()
+    assert detect_format(tmp_path / "slices", masks=tmp_path / "m") == "dicom"
+    assert detect_format(tmp_path / "m", masks=tmp_path / "m") == "masks"
+
+
 def test_bad_options_are_problems(kssd: Path) -> None:
     for bad in ({"connectivity": 6}, {"min_area": 0}, {"threshold": "high"}, {"mask_classes": "stone"}):
         records, problems = _partition(masks.read(kssd, **bad))

@@ -170,3 +170,17 @@ def test_image_sets_listing_an_image_twice_is_a_problem(bccd: Path, tmp_path: Pa
     assert [(r.image.name, r.split) for r in records] == [("BloodImage_00000.jpg", "train")]
     assert len(problems) == 1 and problems[0].file.endswith("BloodImage_00001.xml")
     assert "more than one" in problems[0].problem
+
+
+def test_filename_with_folder_and_symlink_escape(bccd: Path, tmp_path: Path) -> None:
+    flat = _flat_copy(bccd, tmp_path, ["BloodImage_00000"])
+    xml = flat / "BloodImage_00000.xml"
+    xml.write_text(xml.read_text().replace("<filename>BloodImage_00000.jpg", "<filename>JPEGImages/BloodImage_00000.jpg"))
+    records, problems = _partition(voc.read(flat))
+    assert problems == [] and records[0].image == (flat / "BloodImage_00000.jpg").resolve()
+    # The same image reached through a symlink that leaves the folder is refused.
+    (flat / "BloodImage_00000.jpg").rename(tmp_path / "outside.jpg")
+    (flat / "BloodImage_00000.jpg").symlink_to(tmp_path / "outside.jpg")
+    records, problems = _partition(voc.read(flat))
+    assert [r for r in records if r.annotated] == []
+    assert len(problems) == 1 and problems[0].file == str(xml) and "outside the source root" in problems[0].problem

@@ -255,10 +255,11 @@ def export(
         else:
             _set_metadata(fp32_path, meta)
 
-        # Parity: PyTorch (Ultralytics predict, square letterbox like the runtime) vs our ONNX runtime.
+        # Parity: PyTorch (Ultralytics predict) vs our ONNX runtime, same letterbox: the full square for a
+        # fixed-shape graph, the minimum rectangle for a dynamic one (what the runtime does for each).
         originals = [load_image(p) for p in check_paths]
         ref = _per_image_torch(
-            torch_model.predict(originals, imgsz=imgsz, rect=False, conf=CHECK_CONF, iou=CHECK_IOU,
+            torch_model.predict(originals, imgsz=imgsz, rect=dynamic, conf=CHECK_CONF, iou=CHECK_IOU,
                                 max_det=300, device="cpu", verbose=False)
         )
         det = Detector(final_path, providers=["CPUExecutionProvider"])

@@ -111,7 +111,10 @@ def predict(
         raise YoloFtError(f"{model}: expected a .onnx or .pt model")
     images = expand_sources(sources)
     run = _predict_onnx if model.suffix == ".onnx" else _predict_pt
-    dets = run(model, images, conf, iou, max_det)
+    try:
+        dets = run(model, images, conf, iou, max_det)
+    except ValueError as e:  # the runtime's "x.jpg: not a readable image"
+        raise YoloFtError(str(e)) from e
     result = [{"image": str(p), "detections": d} for p, d in zip(images, dets, strict=True)]
     if out is not None:
         atomic_write_json(out, result)

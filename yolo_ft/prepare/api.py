@@ -22,6 +22,7 @@ from yolo_ft.prepare import split as split_mod
 from yolo_ft.prepare import validate, write
 from yolo_ft.prepare.phash import DEFAULT_THRESHOLD
 from yolo_ft.prepare.readers import detect_format, get_reader
+from yolo_ft.prepare.sample import LabelTable, Sample
 from yolo_ft.records import InvalidDatasetError, Problem, Record, YoloFtError
 from yolo_ft.utils.atomic import atomic_output_dir
 from yolo_ft.utils.paths import is_within
@@ -80,42 +81,47 @@ def prepare(
     source_root = (source.parent if source.is_file() else source).resolve()
     roots = [source_root] + [p.resolve() for p in (images_dir, masks_dir) if p is not None]
 
-    # 1. read + per-record validation (streamed)
+    # 1. read + per-record validation (streamed; only compact Samples are kept)
     reader_problems: list[Problem] = []
-    checked: list[validate.Checked] = []
+    table = LabelTable()
+    samples: list[Sample] = []
     records = reader.read(source, images=images_dir, masks=masks_dir, **reader_options)
     n_workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
         for batch in _batches(records, reader_problems):
-            checked.extend(pool.map(
-                lambda r: validate.check_record(r, roots=roots, decode=verify_images, near_dup=near_dup), batch))
-            progress("read", len(checked), None)
+            for c in pool.map(
+                lambda r: validate.check_record(r, roots=roots, decode=verify_images, near_dup=near_dup), batch
+            ):
+                samples.append(Sample.from_checked(c, table))
+            progress("read", len(samples), None)
     t_read = time.perf_counter()
-    if not checked and not reader_problems:
+    if not samples and not reader_problems:
         raise YoloFtError(f"no images found in {source} (format {fmt})")
 
     # 2. cross-record checks
-    validate.find_duplicates(checked)
-    names, class_warnings = _class_order(class_list, reader, source, checked, reader_options)
-    validate.check_classes(checked, names)
-    problems = sorted(reader_problems + [p for c in checked for p in c.problems], key=lambda p: (p.file, p.problem))
+    validate.find_duplicates(samples)
+    names, class_warnings = _class_order(class_list, reader, source, samples, table, reader_options)
+    validate.check_classes(samples, table, names)
+    problems = sorted(reader_problems + [p for c in samples if c.problems for p in c.problems],
+                      key=lambda p: (p.file, p.problem))
     if problems and not skip_invalid:
         raise InvalidDatasetError(problems)
-    good = [c for c in checked if c.ok]
-    skipped = sorted({p.file for p in reader_problems} | {str(c.record.image) for c in checked if not c.ok})
+    good = [c for c in samples if c.ok]
+    skipped = sorted({p.file for p in reader_problems} | {c.image for c in samples if not c.ok})
+    del samples
     if not good:
         raise YoloFtError(f"no valid images left in {source} after skipping {len(skipped)} bad sample(s)")
 
     # 3. splits
-    keys = [split_mod.display_name(c.record.image, source_root) for c in good]
-    src_splits = [_ALIASES.get((c.record.split or "").lower()) for c in good]
+    keys = [split_mod.display_name(Path(c.image), source_root) for c in good]
+    src_splits = [_ALIASES.get((c.split or "").lower()) for c in good]
     keep = not resplit and all(src_splits)
     warnings: list[str] = list(class_warnings)
     if not resplit and any(src_splits) and not keep:
         warnings.append("only some images have a source split; all images were split anew")
     groups, nd, unmatched = split_mod.group_ids(
-        [Path(c.record.image).name for c in good],
-        [c.record.group for c in good],
+        [Path(c.image).name for c in good],
+        [c.group for c in good],
         [c.phash for c in good] if near_dup else None,
         group_by=group_by, threshold=near_dup_threshold, splits=src_splits if keep else None, display=keys,
     )
@@ -126,7 +132,7 @@ def prepare(
         for s, others in nd.with_twin_in_other_split.items():
             n_s = final_splits.count(s)
             for o, k in others.items():
-                if s != "train" and o == "train" or (s == "test" and o == "val"):
+                if (s != "train" and o == "train") or (s == "test" and o == "val"):
                     warnings.append(
                         f"{k} of {n_s} {s} images have a near-duplicate in {o} (pHash within "
                         f"{near_dup_threshold} bits): {s} metrics will be optimistic; use --resplit for a "
@@ -138,42 +144,47 @@ def prepare(
         warnings.append(f"{straddling} group(s) (--group-by / near-duplicates) straddle the kept source splits")
     t_split = time.perf_counter()
 
-    # 4. write
+    # 4. write (file creation is I/O-latency bound: a few threads hide it)
     class_index = {n: i for i, n in enumerate(names)}
-    recs = [c.record for c in good]
-    out_names = write.output_names(recs, keys)
+    out_names = write.output_names(good, keys)
     how_counter: Counter[str] = Counter()
     img_counts: Counter[str] = Counter()
     box_counts: Counter[str] = Counter()
     neg_counts: Counter[str] = Counter()
-    class_counts: Counter[str] = Counter()
+    class_counts: Counter[int] = Counter()
     aug_images = aug_boxes = 0
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         write.make_dirs(tmp)
-        order = sorted(range(len(recs)), key=lambda i: keys[i])
-        for done, i in enumerate(order, 1):
-            r, s = recs[i], final_splits[i]
-            how_counter[write.write_sample(tmp, r, s, out_names[i], class_index)] += 1
-            img_counts[s] += 1
-            box_counts[s] += len(r.boxes)
-            neg_counts[s] += not r.boxes
-            class_counts.update(b.label for b in r.boxes)
-            if done % 500 == 0 or done == len(order):
-                progress("write", done, len(order))
+        order = sorted(range(len(good)), key=lambda i: keys[i])
+
+        def write_one(i: int) -> str:
+            return write.write_sample(tmp, good[i].to_record(table), final_splits[i], out_names[i], class_index)
+
+        with ThreadPoolExecutor(max_workers=max(4, n_workers)) as pool:
+            for done, (i, how) in enumerate(zip(order, pool.map(write_one, order)), 1):
+                c, s = good[i], final_splits[i]
+                how_counter[how] += 1
+                img_counts[s] += 1
+                box_counts[s] += c.n_boxes
+                neg_counts[s] += not c.n_boxes
+                class_counts.update(c.labels)
+                if done % 500 == 0 or done == len(order):
+                    progress("write", done, len(order))
         if augment:
-            aug_images, aug_boxes = _write_augmented(tmp, recs, final_splits, out_names, order, augment, seed,
-                                                    class_index, progress)
+            aug_images, aug_boxes = _write_augmented(tmp, good, table, final_splits, out_names, order, augment,
+                                                    seed, class_index, progress)
             img_counts["train"] += aug_images
             box_counts["train"] += aug_boxes
         write.write_data_yaml(tmp, out, names, dict(img_counts))
-        notes = [n for c in good for n in c.notes]
+        notes = [n for c in good if c.notes for n in c.notes]
+        by_name = Counter({table.names[i]: k for i, k in class_counts.items()})
         report = {
             "source": str(source), "format": fmt, "output": str(out),
             "images": {s: img_counts[s] for s in write.SPLITS},
             "boxes": {s: box_counts[s] for s in write.SPLITS},
             "negatives": {s: neg_counts[s] for s in write.SPLITS},
             "classes": list(names),
-            "class_counts": {n: class_counts[n] for n in names},
+            "class_counts": {n: by_name[n] for n in names},
             "problems": [p.as_dict() for p in problems],
             "skipped": skipped,
             "warnings": warnings,
@@ -258,10 +269,13 @@ def _natural_key(s: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
 
 
-def _class_order(class_list, reader, source, checked, reader_options) -> tuple[list[str], list[str]]:
+def _class_order(class_list, reader, source, samples, table, reader_options) -> tuple[list[str], list[str]]:
     """Final class order: --classes, else the source's own list (ids kept), else sorted names."""
     warnings: list[str] = []
-    used = {b.label for c in checked for b in c.record.boxes}
+    used_ids: set[int] = set()
+    for c in samples:
+        used_ids.update(c.labels)
+    used = {table.names[i] for i in used_ids}
     if class_list is not None:
         unused = [c for c in class_list if c not in used]
         if unused:
@@ -282,14 +296,14 @@ def _class_order(class_list, reader, source, checked, reader_options) -> tuple[l
     return sorted(used, key=_natural_key), warnings
 
 
-def _write_augmented(tmp, recs, splits, out_names, order, n, seed, class_index, progress) -> tuple[int, int]:
+def _write_augmented(tmp, good, table, splits, out_names, order, n, seed, class_index, progress) -> tuple[int, int]:
     transform = augment_mod.build_transform()
     taken = {Path(nm).stem.lower() for nm in out_names}
     train = [i for i in order if splits[i] == "train"]
     n_img = n_box = 0
     for done, i in enumerate(train, 1):
         src = tmp / "images" / "train" / out_names[i]
-        for k, data, suffix, boxes in augment_mod.augment_image(src, recs[i], n, seed, transform):
+        for k, data, suffix, boxes in augment_mod.augment_image(src, good[i].to_record(table), n, seed, transform):
             stem = f"{Path(out_names[i]).stem}__aug{k}"
             while stem.lower() in taken:
                 stem += "_"

@@ -291,26 +291,26 @@ def check_record(
 
 
 # ----------------------------------------------------------------------------------- cross-record
-def find_duplicates(checked: Sequence[Checked]) -> None:
-    """Mark later copies of byte-identical images as problems (first by path is kept)."""
-    first: dict[str, Checked] = {}
-    for c in sorted(checked, key=lambda c: str(c.record.image)):
-        if c.digest is None:
+def find_duplicates(samples: Sequence) -> None:
+    """Mark later copies of byte-identical images as problems (the first by path is kept).
+
+    ``samples`` are :class:`~yolo_ft.prepare.sample.Sample`s (``image``, ``digest``, ``add_problem``).
+    """
+    first: dict[bytes, str] = {}
+    for s in sorted(samples, key=lambda s: s.image):
+        if s.digest is None:
             continue
-        if c.digest in first:
-            other = first[c.digest].record.image
-            if Path(other) == Path(c.record.image):
-                continue
-            c.problems.append(Problem(_safe_str(c.record.image), f"duplicate file: identical content to {_safe_str(other)}"))
-        else:
-            first[c.digest] = c
+        other = first.setdefault(s.digest, s.image)
+        if other != s.image:
+            s.add_problem(Problem(_safe_str(s.image), f"duplicate file: identical content to {_safe_str(other)}"))
 
 
-def check_classes(checked: Iterable[Checked], classes: Sequence[str]) -> None:
-    """Every box label must be one of ``classes``."""
-    allowed = set(classes)
-    for c in checked:
-        unknown = sorted({b.label for b in c.record.boxes} - allowed)
-        if unknown:
-            c.problems.append(Problem(_safe_str(c.record.source or c.record.image),
-                                      f"unknown class(es) {', '.join(map(repr, unknown))}; known: {', '.join(classes)}"))
+def check_classes(samples: Iterable, table, classes: Sequence[str]) -> None:
+    """Every box label must be one of ``classes`` (``table`` maps a sample's label ids to names)."""
+    allowed = {i for i, n in enumerate(table.names) if n in set(classes)}
+    for s in samples:
+        bad = set(s.labels) - allowed
+        if bad:
+            unknown = sorted(table.names[i] for i in bad)
+            s.add_problem(Problem(_safe_str(s.source or s.image),
+                                  f"unknown class(es) {', '.join(map(repr, unknown))}; known: {', '.join(classes)}"))

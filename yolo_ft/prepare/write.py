@@ -28,33 +28,32 @@ def make_dirs(root: Path) -> None:
             (root / kind / s).mkdir(parents=True, exist_ok=True)
 
 
-def output_names(records: Sequence[Record], keys: Sequence[str]) -> list[str]:
-    """A unique output file name per record, stable for the same inputs.
+def output_names(samples: Sequence, keys: Sequence[str]) -> list[str]:
+    """A unique output file name per sample (``image``, ``render``, ``render_suffix``), stable for the same inputs.
 
     The source file name is kept where possible. Names whose stems collide (same name in two
     source folders, or ``a.jpg`` + ``a.png`` which would share ``a.txt``) get a short hash of
     their source path; comparison is case-insensitive so the dataset survives a copy to macOS or
     Windows.
     """
-    order = sorted(range(len(records)), key=lambda i: keys[i])
+    order = sorted(range(len(samples)), key=lambda i: keys[i])
     taken: set[str] = set()
-    out = [""] * len(records)
+    out = [""] * len(samples)
     for i in order:
-        r = records[i]
+        r = samples[i]
         img = Path(r.image)
         suffix = (r.render_suffix or ".png") if r.render is not None else img.suffix
-        stem = img.stem if r.render is None else img.stem.removesuffix(".dcm")
-        name = f"{stem}{suffix}"
+        base = img.stem if r.render is None else img.stem.removesuffix(".dcm")
+        stem = base
         if stem.lower() in taken:
             h = hashlib.sha1(keys[i].encode("utf-8", "backslashreplace")).hexdigest()[:8]
-            stem = f"{stem}__{h}"
+            stem = f"{base}__{h}"
             k = 1
             while stem.lower() in taken:
-                stem = f"{img.stem}__{h}_{k}"
+                stem = f"{base}__{h}_{k}"
                 k += 1
-            name = f"{stem}{suffix}"
         taken.add(stem.lower())
-        out[i] = name
+        out[i] = f"{stem}{suffix}"
     return out
 
 

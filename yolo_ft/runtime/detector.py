@@ -68,7 +68,7 @@ def default_providers() -> list[str]:
     available = ort.get_available_providers()
     if "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    log.info("CUDAExecutionProvider not available in this onnxruntime; running on CPU")
+    log.warning("CUDAExecutionProvider not available in this onnxruntime; running on CPU")
     return ["CPUExecutionProvider"]
 
 
@@ -117,7 +117,8 @@ class Detector:
         self.dynamic_batch = not isinstance(b, int)
         self.fixed_batch = None if self.dynamic_batch else int(b)
         self.batch_size = batch_size if self.dynamic_batch else int(b)
-        if isinstance(h, int) and isinstance(w, int):
+        self.dynamic_hw = not (isinstance(h, int) and isinstance(w, int))
+        if not self.dynamic_hw:
             self.imgsz = (h, w)  # a fixed-shape graph accepts nothing else
         else:
             size = imgsz or self.metadata.get("imgsz") or 640
@@ -146,30 +147,50 @@ class Detector:
         """Detect objects in one image or a list (paths or BGR arrays); one ``Detections`` per image."""
         if isinstance(images, (str, os.PathLike, np.ndarray)):
             images = [images]
-        results: list[Detections] = []
         items = list(images)
+        results: list[Detections | None] = [None] * len(items)
         for start in range(0, len(items), self.batch_size):
-            chunk = items[start : start + self.batch_size]
-            originals = [load_image(x) for x in chunk]
-            boxed = [letterbox(im, self.imgsz)[0] for im in originals]
-            n = len(boxed)
-            if self.fixed_batch and n < self.fixed_batch:  # static batch: fill with grey frames
-                boxed += [np.full_like(boxed[0], 114)] * (self.fixed_batch - n)
-            blob = to_blob(boxed, self.input_dtype)
-            raw = self.session.run(self.output_names, {self.input_name: blob})[0]
-            for i in range(n):
-                results.append(self._postprocess(raw[i], originals[i].shape[:2], chunk[i], conf, iou, max_det))
-        return results
+            idx = list(range(start, min(start + self.batch_size, len(items))))
+            originals = {i: load_image(items[i]) for i in idx}
+            if self.dynamic_hw:
+                # Like Ultralytics for .pt and dynamic models: images of one shape share the minimum
+                # stride-multiple rectangle; different shapes run separately (each gets its own rectangle).
+                groups: dict[tuple[int, ...], list[int]] = {}
+                for i in idx:
+                    groups.setdefault(originals[i].shape, []).append(i)
+                batches = list(groups.values())
+            else:
+                batches = [idx]
+            for group in batches:
+                ims = [originals[i] for i in group]
+                boxed = [letterbox(im, self.imgsz, self.dynamic_hw, self.stride)[0] for im in ims]
+                if self.fixed_batch and len(boxed) < self.fixed_batch:  # static batch: fill with grey frames
+                    boxed += [np.full_like(boxed[0], 114)] * (self.fixed_batch - len(boxed))
+                blob = to_blob(boxed, self.input_dtype)
+                raw = self.session.run(self.output_names, {self.input_name: blob})[0]
+                input_hw = blob.shape[2:]
+                for k, i in enumerate(group):
+                    results[i] = self._postprocess(
+                        raw[k], input_hw, ims[k].shape[:2], items[i], conf, iou, max_det
+                    )
+        return results  # type: ignore[return-value]
 
     def _postprocess(
-        self, raw: np.ndarray, orig_hw: tuple[int, int], source: ImageInput, conf: float, iou: float, max_det: int
+        self,
+        raw: np.ndarray,
+        input_hw: tuple[int, int],
+        orig_hw: tuple[int, int],
+        source: ImageInput,
+        conf: float,
+        iou: float,
+        max_det: int,
     ) -> Detections:
         raw = raw.astype(np.float32, copy=False)
         if self.end2end or (raw.ndim == 2 and raw.shape[-1] == 6 and raw.shape[0] != 6):
             det = end2end_filter(raw, conf, max_det)
         else:
             det = non_max_suppression(raw, conf, iou, max_det)
-        boxes = scale_boxes(det[:, :4].copy(), self.imgsz, orig_hw)
+        boxes = scale_boxes(det[:, :4].copy(), input_hw, orig_hw)
         cls = det[:, 5].astype(np.int64)
         return Detections(
             xyxy=boxes.astype(np.float32, copy=False),

@@ -27,13 +27,21 @@ class LetterboxParams:
     right: int
 
 
-def letterbox_params(orig_hw: tuple[int, int], new_hw: tuple[int, int]) -> LetterboxParams:
-    """Ultralytics LetterBox(auto=False, scaleup=True, center=True) geometry for one image."""
+def letterbox_params(
+    orig_hw: tuple[int, int], new_hw: tuple[int, int], auto: bool = False, stride: int = 32
+) -> LetterboxParams:
+    """Ultralytics LetterBox(scaleup=True, center=True) geometry for one image.
+
+    ``auto`` pads only up to a multiple of ``stride`` (the minimum rectangle Ultralytics uses for .pt and
+    dynamic-shape models); otherwise the image is padded to exactly ``new_hw`` (fixed-shape graphs).
+    """
     h0, w0 = orig_hw
     r = min(new_hw[0] / h0, new_hw[1] / w0)
     new_unpad = (max(round(w0 * r), 1), max(round(h0 * r), 1))
-    dw = (new_hw[1] - new_unpad[0]) / 2
-    dh = (new_hw[0] - new_unpad[1]) / 2
+    dw, dh = new_hw[1] - new_unpad[0], new_hw[0] - new_unpad[1]
+    if auto:
+        dw, dh = dw % stride, dh % stride
+    dw, dh = dw / 2, dh / 2
     return LetterboxParams(
         orig_hw=(h0, w0),
         new_unpad=new_unpad,
@@ -44,9 +52,11 @@ def letterbox_params(orig_hw: tuple[int, int], new_hw: tuple[int, int]) -> Lette
     )
 
 
-def letterbox(img: np.ndarray, new_hw: tuple[int, int]) -> tuple[np.ndarray, LetterboxParams]:
+def letterbox(
+    img: np.ndarray, new_hw: tuple[int, int], auto: bool = False, stride: int = 32
+) -> tuple[np.ndarray, LetterboxParams]:
     """Resize keeping aspect ratio (cv2 INTER_LINEAR) and pad with grey 114 to ``new_hw``."""
-    p = letterbox_params(img.shape[:2], new_hw)
+    p = letterbox_params(img.shape[:2], new_hw, auto, stride)
     if (img.shape[1], img.shape[0]) != p.new_unpad:
         img = cv2.resize(img, p.new_unpad, interpolation=cv2.INTER_LINEAR)
     if p.top or p.bottom or p.left or p.right:

@@ -89,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--seeds", type=int, default=2, help="number of seeds, 0..K-1 (2)")
     c.add_argument("--fractions", type=_csv(float), default=[1.0], help="comma list of train fractions (1.0)")
     c.add_argument("--parallel", type=int, default=1, help="runs at once, as subprocesses (1)")
+    c.add_argument("--collect-only", action="store_true", help="train nothing; tabulate the finished runs in --out")
     _tuning_flags(c)
     c.set_defaults(func=_compare)
 
@@ -122,7 +123,8 @@ def _compare(args: argparse.Namespace) -> int:
     from yolo_ft.train.compare import compare, markdown_table
 
     r = compare(args.data, args.out, schedules=args.schedules, epochs=args.epochs, seeds=args.seeds,
-                fractions=args.fractions, config=args.config, parallel=args.parallel, **_tuning(args))
+                fractions=args.fractions, config=args.config, parallel=args.parallel,
+                collect_only=args.collect_only, **_tuning(args))
     print(markdown_table(r["table"]), end="")
     failed = [x["tag"] for x in r["runs"] if "error" in x]
     if failed:

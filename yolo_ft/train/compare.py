@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -46,9 +47,13 @@ def compare(
     config: str | Path | None = None,
     parallel: int = 1,
     progress: bool = True,
+    collect_only: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Run every (fraction, schedule, seed) and write compare.json, compare.md and compare.png into ``out``."""
+    """Run every (fraction, schedule, seed) and write compare.json, compare.md and compare.png into ``out``.
+
+    ``collect_only`` trains nothing and tabulates the runs that have finished (after a time limit hit).
+    """
     from yolo_ft.train.api import resolve_settings
     from yolo_ft.train.schedules import SCHEDULES
     from yolo_ft.train.subsample import subsample_train
@@ -82,7 +87,8 @@ def compare(
                          "config": str(cfg), "run_dir": str(out / "runs" / tag)})
 
     t0 = time.time()
-    _run_jobs(jobs, max(1, int(parallel)), out, progress)
+    if not collect_only:
+        _run_jobs(jobs, max(1, int(parallel)), out, progress)
     runs = []
     for j in jobs:
         summary_path = Path(j["run_dir"]) / "summary.json"
@@ -124,6 +130,26 @@ def _run_jobs(jobs: list[dict], parallel: int, out: Path, progress: bool) -> Non
         return
     running: list[tuple[dict, subprocess.Popen, Any, float]] = []
     queue = list(todo)
+
+    def _terminate(signum, frame):  # e.g. `timeout` sends SIGTERM: take the children down too
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _loop(queue, running, parallel, out, progress, len(todo))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        for j, proc, log, _ in running:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            log.close()
+
+
+def _loop(queue: list[dict], running: list, parallel: int, out: Path, progress: bool, total: int) -> None:
     done = 0
     while queue or running:
         while queue and len(running) < parallel:
@@ -143,7 +169,7 @@ def _run_jobs(jobs: list[dict], parallel: int, out: Path, progress: bool) -> Non
             if proc.returncode != 0:
                 j["error"] = f"exit {proc.returncode} (see logs/{j['tag']}.log)"
             if progress:
-                print(f"[{done}/{len(todo)}] {j['tag']} {'ok' if proc.returncode == 0 else j['error']} "
+                print(f"[{done}/{total}] {j['tag']} {'ok' if proc.returncode == 0 else j['error']} "
                       f"({time.time() - started:.0f}s)", flush=True)
 
 

@@ -57,9 +57,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
         deq = compare_with_onnx(model, args.model, calib[:4], dequantize=True)
         raw = compare_with_onnx(model, args.model, calib[:4])
         print(
-            f"vs onnxruntime, dequantized graph: box max |d| {deq['box_max_abs_px']:.4f} px, "
-            f"score max |d| {deq['score_max_abs']:.2e}; original graph: rel L2 {raw['rel_l2']:.4f}, "
-            f"score max |d| {raw['score_max_abs']:.3f}"
+            f"vs onnxruntime on {len(calib[:4])} calibration images (input {deq['imgsz']} px), at anchors scoring >= 0.25: "
+            f"dequantized graph: box max |d| {deq['conf_box_max_abs_px']:.3f} px, score max |d| {deq['conf_score_max_abs']:.1e}, "
+            f"rel L2 {deq['rel_l2']:.1e}; original int8 graph (activations quantized at run time): "
+            f"box max |d| {raw['conf_box_max_abs_px']:.2f} px, score max |d| {raw['conf_score_max_abs']:.3f}, rel L2 {raw['rel_l2']:.3f}"
         )
     return 0
 

@@ -39,7 +39,8 @@ def get_reader(name: str) -> ModuleType:
 def detect_format(source: Path, *, masks: Path | None = None) -> str:
     """Guess the format of ``source`` (a file or folder); raises ValueError naming what was found."""
     if masks is not None:
-        return "masks"
+        # DICOM slices take their masks as a sidecar; any other image folder is the masks format.
+        return "dicom" if get_reader("dicom").sniff(Path(source)) else "masks"
     for name in READER_MODULES:
         try:
             module = get_reader(name)

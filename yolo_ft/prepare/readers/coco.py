@@ -155,11 +155,11 @@ def _read_file(
         iid = ann.get("image_id")
         aid = ann.get("id", f"#{i}")
         if not _valid_id(iid) or (iid not in image_entries and iid not in bad_images):
-            yield Problem(file, f"annotation {aid!r} references unknown image_id {short(iid)}")
+            yield Problem(file, f"annotation {short(aid)} references unknown image_id {short(iid)}")
             continue
         if _valid_id(aid):
             if aid in ann_ids:
-                msg = f"duplicate annotation id {aid!r}"
+                msg = f"duplicate annotation id {short(aid)}"
                 bad_images.setdefault(iid, msg)
                 bad_images.setdefault(ann_ids[aid], msg)
             ann_ids[aid] = iid
@@ -171,21 +171,21 @@ def _read_file(
     for iid, img in image_entries.items():
         name = img["file_name"]
         if iid in bad_images:
-            yield Problem(file, f"image {name!r} (id {iid!r}): {bad_images[iid]}")
+            yield Problem(file, f"image {short(name)} (id {short(iid)}): {bad_images[iid]}")
             continue
         try:
-            path = find_image(roots, name, what="file_name")
+            root, path = find_image(roots, name, what="file_name")
         except (UnsafePathError, FileNotFoundError) as e:
-            yield Problem(file, f"image id {iid!r}: {e}")
+            yield Problem(file, f"image id {short(iid)}: {e}")
             continue
         referenced.add(path)
-        roots_used.add(next(r for r in roots if r in path.parents))
+        roots_used.add(root)
         try:
             width = positive_int(img["width"], "width") if img.get("width") is not None else None
             height = positive_int(img["height"], "height") if img.get("height") is not None else None
             boxes, skipped = _boxes(by_image.get(iid, ()), categories, bad_categories, crowd)
         except ValueError as e:
-            yield Problem(file, f"image {name!r} (id {iid!r}): {e}")
+            yield Problem(file, f"image {short(name)} (id {short(iid)}): {e}")
             continue
         crowd_skipped += skipped
         yield Record(image=path, boxes=boxes, width=width, height=height, source=jf, split=split, annotated=True)
@@ -201,23 +201,23 @@ def _boxes(anns, categories: dict, bad_categories: set, crowd: str) -> tuple[lis
     boxes: list[Box] = []
     skipped = 0
     for ann in anns:
-        aid = ann.get("id", "?")
+        aid = short(ann.get("id", "?"))
         cid = ann.get("category_id")
-        if cid in bad_categories:
-            raise ValueError(f"annotation {aid!r} uses duplicated category id {cid!r}")
+        if _valid_id(cid) and cid in bad_categories:
+            raise ValueError(f"annotation {aid} uses duplicated category id {cid!r}")
         if not _valid_id(cid) or cid not in categories:
-            raise ValueError(f"annotation {aid!r} has unknown category_id {short(cid)}")
+            raise ValueError(f"annotation {aid} has unknown category_id {short(cid)}")
         if ann.get("iscrowd") not in (None, 0, False, 1, True):
-            raise ValueError(f"annotation {aid!r} has invalid iscrowd {short(ann.get('iscrowd'))}")
+            raise ValueError(f"annotation {aid} has invalid iscrowd {short(ann.get('iscrowd'))}")
         if ann.get("iscrowd") in (1, True) and crowd == "skip":
             skipped += 1
             continue
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
-            raise ValueError(f"annotation {aid!r} bbox must be [x, y, width, height], got {short(bbox)}")
-        x, y, w, h = (finite_float(v, f"annotation {aid!r} bbox value") for v in bbox)
+            raise ValueError(f"annotation {aid} bbox must be [x, y, width, height], got {short(bbox)}")
+        x, y, w, h = (finite_float(v, f"annotation {aid} bbox value") for v in bbox)
         if w < 0 or h < 0:
-            raise ValueError(f"annotation {aid!r} bbox has negative width or height: {short(bbox)}")
+            raise ValueError(f"annotation {aid} bbox has negative width or height: {short(bbox)}")
         boxes.append(Box(x, y, x + w, y + h, categories[cid]))
     return boxes, skipped
 
@@ -236,7 +236,7 @@ def _official_coco_dirs(jf: Path) -> list[Path]:
     return out
 
 
-def classes(source: Path, **options) -> list[str] | None:
+def class_names(source: Path, **options) -> list[str] | None:
     """Category names in id order across the JSON files (for a stable class order), or None."""
     names: dict[int, str] = {}
     for jf in _json_files(Path(source)):

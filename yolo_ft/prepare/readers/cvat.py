@@ -103,17 +103,17 @@ def _read_file(xml: Path, images: Path | None, referenced: set[Path], roots_used
                         labels.add(name)
                 el.clear()
             elif el.tag == "image" and not in_meta:
-                item = _image(el, xml, roots, labels)
+                item, root = _image(el, xml, roots, labels)
                 el.clear()
                 if isinstance(item, Record):
                     referenced.add(item.image)
-                    roots_used.add(next(r for r in roots if r in item.image.parents))
+                    roots_used.add(root)
                 yield item
     except Exception as e:  # noqa: BLE001 - malformed XML, entity bombs: a Problem naming the file
         yield Problem(file, f"invalid XML: {describe_error(e)}")
 
 
-def _image(el, xml: Path, roots: list[Path], labels: set[str]) -> Record | Problem:
+def _image(el, xml: Path, roots: list[Path], labels: set[str]) -> tuple[Record | Problem, Path | None]:
     name = el.get("name")
     file = str(xml)
     where = f"<image id={el.get('id')!r} name={name!r}>"
@@ -132,13 +132,13 @@ def _image(el, xml: Path, roots: list[Path], labels: set[str]) -> Record | Probl
             if labels and label not in labels:
                 raise ValueError(f"<{shape.tag}> label {label!r} is not declared in <meta> labels")
             boxes.append(Box(*_extent(shape), label))
-        path = find_image(roots, name, what="image name")
+        root, path = find_image(roots, name, what="image name")
     except (ValueError, UnsafePathError, FileNotFoundError) as e:
-        return Problem(file, f"{where}: {e}")
+        return Problem(file, f"{where}: {e}"), None
     return Record(
         image=path, boxes=boxes, width=width, height=height, source=xml,
         split=canonical_split(el.get("subset")), annotated=True,
-    )
+    ), root
 
 
 def _extent(shape) -> tuple[float, float, float, float]:
@@ -169,7 +169,7 @@ def _extent(shape) -> tuple[float, float, float, float]:
     return x1, y1, x2, y2
 
 
-def classes(source: Path, **options) -> list[str] | None:
+def class_names(source: Path, **options) -> list[str] | None:
     """Label names in the order ``<meta>`` declares them (for a stable class order), or None."""
     names: list[str] = []
     for xml in _xml_files(Path(source)):

@@ -357,3 +357,12 @@ def _yolo_boxes(txt: Path, width: int, height: int, class_names: dict[int, str] 
         label = class_names[cid] if class_names is not None else str(cid)
         boxes.append(Box(x1 * width, y1 * height, x2 * width, y2 * height, label))
     return boxes
+
+
+def class_names(source: Path, *, names: object = None, **options) -> list[str] | None:
+    """Class order from ``names`` or ``classes.txt`` (YOLO sidecars), else None (order by name)."""
+    try:
+        table = _class_names(names, Path(source))
+    except (ValueError, OSError):
+        return None  # read() reports it
+    return [table[k] for k in sorted(table)] if table else None

@@ -246,3 +246,14 @@ def mask_boxes(path: Path, **options) -> tuple[list[Box], tuple[int, int]]:
     """Boxes and (width, height) of one mask file; used by the DICOM reader for mask sidecars."""
     arr = load_mask(path)
     return boxes_from_array(arr, **parse_options(**options)), (arr.shape[1], arr.shape[0])
+
+
+def class_names(source: Path, **options) -> list[str] | None:
+    """Class order the options declare: ``mask_classes`` by index, or the one binary ``mask_class``."""
+    try:
+        opts = parse_options(**options)
+    except ValueError:
+        return None  # read() reports the bad option
+    if opts["mask_type"] == "indexed":
+        return [opts["mask_classes"][k] for k in sorted(opts["mask_classes"])] or None
+    return [opts["mask_class"]]

@@ -33,10 +33,11 @@ from yolo_ft.prepare.readers._support import (
     describe_error,
     finite_float,
     positive_int,
+    safe_file,
     walk_images,
 )
 from yolo_ft.records import Box, Problem, Record
-from yolo_ft.utils.paths import UnsafePathError, resolve_inside
+from yolo_ft.utils.paths import UnsafePathError
 
 NAME = "voc"
 
@@ -210,13 +211,18 @@ def _read_xml(xml: Path, img_dir: Path, split: str | None, offset: float) -> Rec
 def _find_image(img_dir: Path, xml: Path, filename: str | None) -> Path:
     """``<filename>`` inside the images folder; without it, the XML's stem with any image suffix."""
     if filename:
-        path = resolve_inside(img_dir, filename, what="<filename>")
-        if path.is_file():
+        path = safe_file(img_dir, filename, what="<filename>")
+        if path is not None:
             return path
-        # Some tools write <filename> without the extension.
+        # Some tools write <filename> without the extension, or with a folder in front.
         if Path(filename).suffix.lower() not in IMAGE_SUFFIXES:
             for cand in _by_stem(img_dir, filename):
                 return cand
+        base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+        if base and base != filename:
+            path = safe_file(img_dir, base, what="<filename>")
+            if path is not None:
+                return path
         raise FileNotFoundError(f"image {filename!r} named in <filename> not found in {img_dir}")
     for cand in _by_stem(img_dir, xml.stem):
         return cand
@@ -227,8 +233,8 @@ def _by_stem(img_dir: Path, stem: str) -> Iterator[Path]:
     for suffix in sorted(IMAGE_SUFFIXES):
         for cand in (f"{stem}{suffix}", f"{stem}{suffix.upper()}"):
             try:
-                path = resolve_inside(img_dir, cand, what="image name")
+                path = safe_file(img_dir, cand, what="image name")
             except UnsafePathError:
                 return
-            if path.is_file():
+            if path is not None:
                 yield path
