@@ -4,7 +4,6 @@ export writes nothing; --force writes it and says so."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx

@@ -109,6 +109,7 @@ def test_small_overhang_is_clipped_and_noted(src: Path, tmp_path: Path) -> None:
         ("orphan_label", "no matching image"),
         ("duplicate", "duplicate file: identical content to"),
         ("spaced_name", "whitespace"),
+        ("non_utf8_name", "not valid UTF-8"),
         ("symlink_out", "outside the source root"),
         ("not_image", "not a readable image"),
     ],
@@ -135,6 +136,10 @@ def test_each_fault_is_a_named_problem(fault: str, expect: str, src: Path, tmp_p
         culprit = img.with_name("STONE copy 1.jpg")
         img.rename(culprit)
         _label(img).rename(_label(culprit))
+    elif fault == "non_utf8_name":
+        os.rename(os.fsencode(img), os.fsencode(img.parent) + b"/bad\xff.jpg")
+        os.rename(os.fsencode(_label(img)), os.fsencode(_label(img).parent) + b"/bad\xff.txt")
+        culprit = img.with_name(os.fsdecode(b"bad\xff.jpg"))
     elif fault == "symlink_out":
         outside = tmp_path / "elsewhere.jpg"
         shutil.copyfile(_stones(src)[1], outside)
@@ -147,15 +152,17 @@ def test_each_fault_is_a_named_problem(fault: str, expect: str, src: Path, tmp_p
     with pytest.raises(InvalidDatasetError) as e:
         prepare(src, out)
     assert not out.exists()
-    hits = [p for p in e.value.problems if Path(p.file).name == culprit.name and expect in p.problem]
+    shown = culprit.name.encode("utf-8", "backslashreplace").decode()  # how reports spell odd bytes
+    hits = [p for p in e.value.problems if Path(p.file).name == shown and expect in p.problem]
     assert hits, e.value.problems
     assert len(e.value.problems) == 1, e.value.problems
     report = prepare(src, out, skip_invalid=True)
     reader_level = fault in {"nan", "orphan_label", "symlink_out"}  # no record: the named file is skipped
     expected_skip = e.value.problems[0].file if reader_level else str(culprit if fault != "zero_area" else img)
     assert report["skipped"] == [expected_skip]
+    json.loads((out / "report.json").read_text())  # odd names still give valid JSON
     # 11 good images, minus the one damaged original (extra files such as the duplicate are just dropped)
-    damaged = fault in {"nan", "zero_area", "missing_label", "spaced_name", "not_image"}
+    damaged = fault in {"nan", "zero_area", "missing_label", "spaced_name", "not_image", "non_utf8_name"}
     assert sum(report["images"].values()) == 11 - damaged
 
 
@@ -181,3 +188,16 @@ def test_classes_sets_order_and_unknown_class_is_a_problem(src: Path, tmp_path: 
         prepare(src, tmp_path / "b", classes="stone")
     assert all("unknown class(es) 'KIDNEY_STONE'" in p.problem for p in e.value.problems)
     assert len(e.value.problems) == 9  # every image with a box (11 minus 2 Normal negatives)
+
+
+def test_fast_mode_still_finds_duplicates_and_corrupt_headers(src: Path, tmp_path: Path) -> None:
+    """verify_images=False, near_dup=False (header-only label conversion) keeps the cheap checks."""
+    stones = _stones(src)
+    dup = stones[0].with_name("zzz_copy.jpg")
+    shutil.copyfile(stones[0], dup)
+    shutil.copyfile(_label(stones[0]), _label(dup))
+    stones[1].write_bytes(b"\x89PNG garbage")
+    with pytest.raises(InvalidDatasetError) as e:
+        prepare(src, tmp_path / "out", verify_images=False, near_dup=False)
+    got = sorted((Path(p.file).name, p.problem.split(":")[0].split(" (")[0]) for p in e.value.problems)
+    assert got == sorted([("zzz_copy.jpg", "duplicate file"), (stones[1].name, "not a readable image")])

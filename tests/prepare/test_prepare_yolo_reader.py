@@ -124,3 +124,30 @@ def test_missing_and_orphan_labels_and_caches(kidney_yolo: Path, tmp_path: Path)
     assert [r.annotated for r in recs if r.image == img] == [False]
     assert [(Path(p.file).name, p.problem) for p in problems] == [("orphan.txt", "label file has no matching image")]
     assert len(recs) == 4
+
+
+def test_name_collisions_across_folders_are_resolved_deterministically(kidney_yolo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    pairs = kidney_pairs(kidney_yolo, "train", 4, negatives=0)
+    for sub, (img, lbl) in zip(("a", "b"), pairs[:2]):
+        (src / "images" / sub).mkdir(parents=True)
+        (src / "labels" / sub).mkdir(parents=True)
+        shutil.copyfile(img, src / "images" / sub / "x.jpg")
+        shutil.copyfile(lbl, src / "labels" / sub / "x.txt")
+    # y.jpg and y.png share the stem, so both read labels/a/y.txt (Ultralytics' rule) and both need a label
+    Image.open(pairs[2][0]).save(src / "images/a/y.png")
+    shutil.copyfile(pairs[3][0], src / "images/a/y.jpg")
+    shutil.copyfile(pairs[3][1], src / "labels/a/y.txt")
+    r1 = prepare(src, tmp_path / "o1", split="1,0,0", near_dup=False)
+    r2 = prepare(src, tmp_path / "o2", split="1,0,0", near_dup=False)
+    names1 = sorted(p.name for p in (tmp_path / "o1/images/train").iterdir())
+    assert names1 == sorted(p.name for p in (tmp_path / "o2/images/train").iterdir())
+    assert r1["images"]["train"] == r2["images"]["train"] == 4
+    assert len({Path(n).stem for n in names1}) == 4  # every image has its own label file
+    assert "x.jpg" in names1 and "y.jpg" in names1
+    # the renamed x is b/x.jpg (a/ sorts first and keeps the plain name); its label is b/x.txt's boxes
+    other_x = next(n for n in names1 if n.startswith("x__"))
+    assert (tmp_path / "o1/images/train" / other_x).read_bytes() == (src / "images/b/x.jpg").read_bytes()
+    got = (tmp_path / "o1/labels/train" / (Path(other_x).stem + ".txt")).read_text().split()
+    want = (src / "labels/b/x.txt").read_text().split()
+    assert [round(float(v), 5) for v in got] == [round(float(v), 5) for v in want]

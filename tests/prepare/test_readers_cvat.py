@@ -21,7 +21,8 @@ def _partition(items) -> tuple[list[Record], list[Problem]]:
 
 
 META = """<version>1.1</version><meta><project><name>p</name><labels>
-  <label><name>stone</name><color>#ff0000</color><attributes><attribute><name>size</name></attribute></attributes></label>
+  <label><name>stone</name><color>#ff0000</color>
+    <attributes><attribute><name>size</name></attribute></attributes></label>
   <label><name>kidney left</name></label></labels></project></meta>"""
 
 

@@ -128,7 +128,9 @@ def test_cvat_never_raises(root: Path, body: list[str]) -> None:
 
 @FUZZ
 @given(data=st.binary(max_size=300), cut=st.integers(0, 600), splice=st.booleans())
-def test_dicom_and_mask_bytes_never_raise(root: Path, shared_datasets: Path, data: bytes, cut: int, splice: bool) -> None:
+def test_dicom_and_mask_bytes_never_raise(
+    root: Path, shared_datasets: Path, data: bytes, cut: int, splice: bool
+) -> None:
     kssd = shared_datasets / "kssd2025-kidney-stone-masks" / "data"
     (root / "dcm").mkdir(exist_ok=True)
     head = (b"\0" * 128 + b"DICM\x02\x00\x00\x00UL\x04\x00") if splice else b""

@@ -116,3 +116,31 @@ def test_head_schedule_with_adamw_keeps_backbone_frozen_throughout(tiny_yolo_dat
     end, _ = _state(rundir / "weights" / "head.pt")
     assert all(torch.equal(start[k], end[k]) for k in start if _layer(k) in BACKBONE)
     assert summary["stages"][0]["frozen_layers"] == list(BACKBONE)
+
+
+def test_gradual_unfreezes_top_block_first_inside_one_run(tiny_yolo_dataset, start_ckpt, tmp_path):
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    from yolo_ft.train import train
+
+    seen = {}
+
+    def record(trainer):
+        model = unwrap_model(trainer.model)
+        frozen = {_layer(n) for n, p in model.named_parameters() if not p.requires_grad and ".dfl" not in n}
+        bn_eval = {_layer(n + ".") for n, m in model.named_modules()
+                   if isinstance(m, torch.nn.BatchNorm2d) and not m.training}
+        seen[trainer.epoch] = (sorted(frozen), sorted(bn_eval), len(trainer.optimizer.param_groups))
+
+    rundir = tmp_path / "gradual"
+    summary = train(tiny_yolo_dataset, rundir, schedule="gradual", epochs=3, unfreeze_at=1, gradual_step=1,
+                    weights=str(start_ckpt), imgsz=64, batch=8, device="cpu", workers=0, amp=False,
+                    callbacks={"on_train_epoch_end": [record]})
+    assert [(s["name"], s["epochs"]) for s in summary["stages"]] == [
+        ("head", [1, 1]), ("unfreeze1", [2, 2]), ("full", [3, 3])]
+    assert seen[0][:2] == (list(range(11)), list(range(11)))
+    assert seen[1][:2] == (list(range(9)), list(range(9)))  # SPPF (9) and C2PSA (10) first
+    assert seen[2][:2] == ([], [])
+    assert seen[0][2] == seen[1][2] == seen[2][2] == 18  # one optimizer, 6 layer groups x {weight, bn, bias}
+    for name in ("head", "unfreeze1", "full"):
+        assert (rundir / "weights" / f"{name}.pt").is_file()

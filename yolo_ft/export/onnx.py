@@ -9,7 +9,6 @@ renamed into place only after every check passed — a refused export leaves not
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -258,9 +257,10 @@ def export(
         # Parity: PyTorch (Ultralytics predict) vs our ONNX runtime, same letterbox: the full square for a
         # fixed-shape graph, the minimum rectangle for a dynamic one (what the runtime does for each).
         originals = [load_image(p) for p in check_paths]
+        # One call per image: Ultralytics batches a list, and a batch of mixed shapes drops to the square.
         ref = _per_image_torch(
-            torch_model.predict(originals, imgsz=imgsz, rect=dynamic, conf=CHECK_CONF, iou=CHECK_IOU,
-                                max_det=300, device="cpu", verbose=False)
+            [torch_model.predict(im, imgsz=imgsz, rect=dynamic, conf=CHECK_CONF, iou=CHECK_IOU, max_det=300,
+                                 device="cpu", verbose=False)[0] for im in originals]
         )
         det = Detector(final_path, providers=["CPUExecutionProvider"])
         cand = _per_image_runtime(det.predict(originals, conf=CHECK_CONF, iou=CHECK_IOU, max_det=300))

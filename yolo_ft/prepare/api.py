@@ -161,7 +161,10 @@ def prepare(
             return write.write_sample(tmp, good[i].to_record(table), final_splits[i], out_names[i], class_index)
 
         with ThreadPoolExecutor(max_workers=max(4, n_workers)) as pool:
-            for done, (i, how) in enumerate(zip(order, pool.map(write_one, order)), 1):
+            # submitted in chunks: one Future per image for 100k images would cost ~100 MB
+            chunks = (order[k:k + _BATCH] for k in range(0, len(order), _BATCH))
+            results = ((i, how) for chunk in chunks for i, how in zip(chunk, list(pool.map(write_one, chunk))))
+            for done, (i, how) in enumerate(results, 1):
                 c, s = good[i], final_splits[i]
                 how_counter[how] += 1
                 img_counts[s] += 1

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"[red]{len(e.problems)} problem(s); nothing was written[/red] "
                           "(use --skip-invalid to write without the bad samples):", highlight=False)
             for p in e.problems:
-                print(f"  {p.file}: {p.problem}")
+                print(_printable(f"  {p.file}: {p.problem}"))
             return 2
     out = Console()
     table = Table(title=f"{report['output']} ({report['format']}, split: {report['split']['mode']})")
@@ -98,3 +98,8 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     out.print(f"data.yaml and report.json written to {report['output']}", highlight=False)
     return 0
+
+
+def _printable(text: str) -> str:
+    """File names that are not valid UTF-8 arrive as surrogate escapes; show them, don't crash."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

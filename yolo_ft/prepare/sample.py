@@ -41,6 +41,7 @@ class Sample:
     coords: array  # x1, y1, x2, y2 per box, flat
     labels: bytes | tuple[int, ...]  # ids into the LabelTable
     digest: bytes | None
+    nbytes: int | None
     phash: int | None
     render: object | None
     render_suffix: str | None
@@ -60,7 +61,7 @@ class Sample:
             image=str(r.image), source=str(r.source) if r.source is not None else None, split=r.split,
             group=None if r.group is None else str(r.group), width=r.width or 0, height=r.height or 0,
             coords=coords, labels=labels, digest=bytes.fromhex(checked.digest) if checked.digest else None,
-            phash=checked.phash, render=r.render, render_suffix=r.render_suffix,
+            nbytes=checked.nbytes, phash=checked.phash, render=r.render, render_suffix=r.render_suffix,
             problems=list(checked.problems) or None, notes=list(checked.notes) or None,
         )
 

@@ -8,6 +8,8 @@ opened on the server; the URL is printed instead.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,13 @@ def launch_app(dataset, view=None, *, address: str = "127.0.0.1", port: int = 51
 
 
 def serve_forever(session, *, poll_s: float = 1.0) -> None:
-    """Block until interrupted (Ctrl-C / SIGINT), then close the session so the server stops cleanly."""
+    """Block until interrupted (Ctrl-C / SIGINT, or SIGTERM from a process manager), then close the
+    session so the App server stops with us instead of lingering on the port."""
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         while True:
             time.sleep(poll_s)
@@ -29,6 +37,8 @@ def serve_forever(session, *, poll_s: float = 1.0) -> None:
         log.info("stopping the FiftyOne App")
     finally:
         session.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def serve_review(dataset_name: str, view_name: str | None, *, address: str = "127.0.0.1", port: int = 5151,

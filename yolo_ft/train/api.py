@@ -201,15 +201,20 @@ def train(
     if float(s["fraction"]) < 1.0:
         from yolo_ft.train.subsample import subsample_train
 
-        data_used = str(subsample_train(data, float(s["fraction"]), int(s["seed"]), rundir / "subset"))
+        # Ultralytics' DDP launcher empties RUNDIR before the workers start: keep the subset beside it then.
+        ddp = "," in str(s["device"] or "")
+        subset_dir = rundir.parent / f"{rundir.name}.subset" if ddp else rundir / "subset"
+        data_used = str(subsample_train(data, float(s["fraction"]), int(s["seed"]), subset_dir))
     start = _resolve_start(s, plan)
     args = _ultralytics_args(s, plan, start, data_used, rundir)
-    from yolo_ft.utils.atomic import atomic_write_json
+    from yolo_ft.utils.atomic import atomic_write_text
 
-    atomic_write_json(rundir / PLAN_FILE, json.loads(plan.to_json()))
-    atomic_write_json(rundir / SETTINGS_FILE, {"data": str(data.resolve()), "data_used": data_used, "start": start,
-                                                "settings": {k: v for k, v in s.items()}})
-    trainer = _run(plan, args, callbacks)
+    files = {PLAN_FILE: json.dumps(json.loads(plan.to_json()), indent=2),
+             SETTINGS_FILE: json.dumps({"data": str(data.resolve()), "data_used": data_used, "start": start,
+                                        "settings": s}, indent=2, default=str)}
+    for name, content in files.items():
+        atomic_write_text(rundir / name, content)
+    trainer = _run(plan, args, callbacks, files)
     return write_summary(rundir, trainer)
 
 
@@ -233,10 +238,10 @@ def _resume(rundir: Path, callbacks, overrides: dict[str, Any]) -> dict[str, Any
     return write_summary(rundir, trainer)
 
 
-def _run(plan: Plan, args: dict[str, Any], callbacks) -> Any:
-    from yolo_ft.train.callbacks import PLAN_ENV, StagedDetectionTrainer
+def _run(plan: Plan, args: dict[str, Any], callbacks, files: dict[str, str] | None = None) -> Any:
+    from yolo_ft.train.callbacks import PLAN_ENV, RUN_FILES_ENV, StagedDetectionTrainer
 
-    with _env(PLAN_ENV, plan.to_json()):
+    with _env(PLAN_ENV, plan.to_json()), _env(RUN_FILES_ENV, json.dumps(files or {})):
         trainer = StagedDetectionTrainer(overrides=args)
         for event, fns in (callbacks or {}).items():
             for fn in fns:

@@ -47,6 +47,7 @@ from yolo_ft.records import YoloFtError
 from yolo_ft.train.schedules import Plan
 
 PLAN_ENV = "YOLO_FT_PLAN"
+RUN_FILES_ENV = "YOLO_FT_RUN_FILES"  # JSON {file name: content} the trainer (re)writes into save_dir
 STAGES_FILE = "yolo_ft_stages.json"
 OPTIMIZERS = ("SGD", "AdamW", "Adam")
 _LAYER = re.compile(r"^model\.(\d+)\.")
@@ -75,6 +76,19 @@ class StagedDetectionTrainer(DetectionTrainer):
         self._rewarm: tuple[set[str], int, int] | None = None  # (groups, first step, length) of the re-warm-up
         self._ddp_stage = 0  # DDP is wrapped in _setup_train with args.freeze == stage 0's frozen layers
         self.stage_log: list[dict] = []
+
+    def _setup_train(self):
+        """Write yolo-ft's run files (plan, settings) into save_dir first: Ultralytics' DDP launcher deletes
+        save_dir before spawning the workers, so the rank-0 worker puts them back."""
+        if RANK in {-1, 0} and os.environ.get(RUN_FILES_ENV):
+            save_dir = Path(self.save_dir)
+            save_dir.mkdir(parents=True, exist_ok=True)
+            for name, content in json.loads(os.environ[RUN_FILES_ENV]).items():
+                if not (save_dir / name).is_file():
+                    tmp = save_dir / f".{name}.tmp"
+                    tmp.write_text(content)
+                    tmp.replace(save_dir / name)
+        super()._setup_train()
 
     # -- optimizer ---------------------------------------------------------------------------------------
     def build_optimizer(self, model, name="auto", lr=0.001, momentum=0.9, decay=1e-5, iterations=1e5):

@@ -84,7 +84,9 @@ def read(
                 yield Record(image=img, annotated=False, source=None)
 
 
-def _read_file(xml: Path, images: Path | None, referenced: set[Path], roots_used: set[Path]) -> Iterator[Record | Problem]:
+def _read_file(
+    xml: Path, images: Path | None, referenced: set[Path], roots_used: set[Path]
+) -> Iterator[Record | Problem]:
     file = str(xml)
     roots = image_roots(xml.parent, images)
     labels: set[str] = set()

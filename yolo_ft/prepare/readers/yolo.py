@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from yolo_ft.prepare.imagehead import display_size
 from yolo_ft.records import Box, Problem, Record
 from yolo_ft.utils.paths import UnsafePathError, is_within, resolve_inside
 
@@ -42,8 +43,6 @@ SPLIT_ALIASES = {
     "test": "test", "testing": "test",
 }
 CLASS_LIST_FILES = ("classes.txt", "obj.names", "classes.names")
-# EXIF orientations that swap width and height (transpose, rotate 90, transverse, rotate 270).
-_SWAP_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 
 def normalize_split(name: str | None) -> str | None:
@@ -279,17 +278,7 @@ def _image_list(list_file: Path, root: Path, source_root: Path) -> Iterator[Path
 # --------------------------------------------------------------------------------------- image size
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) as Ultralytics sees the image: header only, EXIF orientation applied."""
-    from yolo_ft.prepare.validate import pil_open
-
-    with pil_open(path) as im:
-        w, h = im.size
-        try:
-            orientation = im.getexif().get(0x0112, 1)
-        except Exception:  # noqa: BLE001 - a broken EXIF block is not our problem here
-            orientation = 1
-    if orientation in _SWAP_ORIENTATIONS:
-        w, h = h, w
-    return int(w), int(h)
+    return display_size(path)
 
 
 # ---------------------------------------------------------------------------------------- labels
@@ -348,7 +337,7 @@ def _iter_image_sources(source: Path, source_root: Path) -> Iterator[tuple[Path 
     cfg = _load_yaml(y) if y is not None else None
     if isinstance(cfg, dict) and _split_values(cfg):
         root = _dataset_root(y, cfg, source_root)
-        seen: set[Path] = set()
+        seen: set[str] = set()  # str, not Path: this set grows with the dataset
         for key in ("train", "val", "validation", "valid", "test"):
             v = cfg.get(key)
             split = normalize_split(key)
@@ -362,9 +351,9 @@ def _iter_image_sources(source: Path, source_root: Path) -> Iterator[tuple[Path 
                 it = _image_list(target, root, source_root) if target.is_file() else _walk_images(target, source_root)
                 for img in it:
                     if isinstance(img, Path):
-                        if img in seen:
+                        if str(img) in seen:
                             continue
-                        seen.add(img)
+                        seen.add(str(img))
                     yield img, split
         return
     top = source_root if source.is_dir() or source.is_file() else source
@@ -383,7 +372,7 @@ def read(source: Path, *, images: Path | None = None, masks: Path | None = None,
     source = Path(source)
     source_root = _source_root(source)
     names = _id_to_name(source)
-    seen_labels: set[Path] = set()
+    seen_labels: set[str] = set()  # str, not Path: this set grows with the dataset
     label_dirs: set[Path] = set()
     if images is not None:
         images = Path(images)
@@ -396,7 +385,7 @@ def read(source: Path, *, images: Path | None = None, masks: Path | None = None,
     for img, split in pairs:
         if isinstance(img, Problem):
             if Path(img.file).suffix.lower() in IMAGE_SUFFIXES:  # its label is not an orphan
-                seen_labels.add(label_path_for(Path(img.file)))
+                seen_labels.add(str(label_path_for(Path(img.file))))
             yield img
             continue
         if images is not None:
@@ -406,7 +395,7 @@ def read(source: Path, *, images: Path | None = None, masks: Path | None = None,
         label_dirs.add(lbl.parent)
         has_label = lbl.is_file()
         if has_label:
-            seen_labels.add(lbl)
+            seen_labels.add(str(lbl))
         try:
             w, h = image_size(img)
         except Exception:  # noqa: BLE001 - unreadable header: validation names the file and reason
@@ -425,7 +414,7 @@ def read(source: Path, *, images: Path | None = None, masks: Path | None = None,
     yield from _orphan_labels(label_dirs, seen_labels, source_root)
 
 
-def _orphan_labels(label_dirs: set[Path], seen: set[Path], root: Path) -> Iterator[Problem]:
+def _orphan_labels(label_dirs: set[Path], seen: set[str], root: Path) -> Iterator[Problem]:
     """Label files nobody claimed: in a ``labels`` folder any .txt, beside images only YOLO-looking ones."""
     for d in sorted(label_dirs):
         if not d.is_dir():
@@ -439,7 +428,7 @@ def _orphan_labels(label_dirs: set[Path], seen: set[Path], root: Path) -> Iterat
             if img_dir.is_dir() else set()
         for fn in sorted(os.listdir(d)):
             p = d / fn
-            if p.suffix != ".txt" or p in seen or fn in CLASS_LIST_FILES or not p.is_file():
+            if p.suffix != ".txt" or str(p) in seen or fn in CLASS_LIST_FILES or not p.is_file():
                 continue
             if p.stem in stems:
                 continue  # its image exists but the yaml's image list left it out: not ours to judge
