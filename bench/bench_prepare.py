@@ -1,8 +1,8 @@
 """Benchmark ``prepare``: images/s and peak memory at 1k and 10k images.
 
 Synthetic sources are copies of the real kidney-stone CT images and labels (each copy made
-unique by a few bytes after the JPEG end marker, so the duplicate check does not reject it; the
-decoder never reads them). Output images are hard-linked (same filesystem), so the time measured
+unique by a few padding bytes after the JPEG end marker, so the duplicate check does not reject
+it; the decoder never reads them). Output images are hard-linked (same filesystem), so the time measured
 is label conversion + validation + splitting, not image copying.
 
 Each configuration runs in a fresh subprocess: peak RSS (ru_maxrss) minus the RSS after imports,
@@ -39,14 +39,17 @@ from yolo_ft.prepare.api import prepare
 import yolo_ft.prepare.validate, yolo_ft.prepare.readers.yolo, PIL.Image, cv2, numpy  # imports before baseline
 src, out, opts, trace = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4] == "1"
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ru0 = resource.getrusage(resource.RUSAGE_SELF)
 if trace:
     tracemalloc.start()
 t = time.perf_counter()
 r = prepare(src, out, **opts)
 dt = time.perf_counter() - t
 peak_py = tracemalloc.get_traced_memory()[1] if trace else None
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": dt, "images": sum(r["images"].values()), "linked": r["files"]["linked"],
+ru1 = resource.getrusage(resource.RUSAGE_SELF)
+rss = ru1.ru_maxrss
+cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+print(json.dumps({"seconds": dt, "cpu_seconds": cpu, "images": sum(r["images"].values()), "linked": r["files"]["linked"],
                   "rss_growth_kb": rss - base, "py_peak": peak_py, "timing": r["timing_s"]}))
 """
 
@@ -67,7 +70,9 @@ def build_source(root: Path, n: int) -> Path:
         img, lbl = pairs[i % len(pairs)]
         s = "train" if i % 5 else "val"
         name = f"{i:06d}_{img.stem}"
-        (src / "images" / s / f"{name}.jpg").write_bytes(img.read_bytes() + i.to_bytes(4, "little"))
+        # copy k of a base image gets k+1 padding bytes after the end marker: unique content, and sizes
+        # that differ like real files' do (the header-only mode hashes only files whose sizes collide)
+        (src / "images" / s / f"{name}.jpg").write_bytes(img.read_bytes() + b"\0" * (i // len(pairs) + 1))
         shutil.copyfile(lbl, src / "labels" / s / f"{name}.txt")
     (src / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: KIDNEY_STONE}\n")
     return src
@@ -102,12 +107,16 @@ def main() -> None:
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"\nprepare benchmark ({os.cpu_count()} CPUs; output images hard-linked)")
-    print(f"{'images':>7} | {'configuration':<33} | {'img/s':>7} | {'seconds':>7} | {'linked':>6} | "
+    load = os.getloadavg()[0]
+    print(f"\nprepare benchmark ({os.cpu_count()} CPUs, load average {load:.1f}; output images hard-linked; "
+          f"work dir {work})")
+    print("img/CPU-s = images per second of CPU time used (all threads): less sensitive to other load")
+    print(f"{'images':>7} | {'configuration':<33} | {'img/s':>7} | {'img/CPU-s':>9} | {'seconds':>7} | {'linked':>6} | "
           f"{'RSS growth MB':>13} | {'py peak MB':>10} | {'py B/img':>8}")
-    print("-" * 112)
+    print("-" * 124)
     for n, name, t, m in rows:
-        print(f"{n:>7} | {name:<33} | {t['images'] / t['seconds']:>7.0f} | {t['seconds']:>7.2f} | {t['linked']:>6} | "
+        print(f"{n:>7} | {name:<33} | {t['images'] / t['seconds']:>7.0f} | {t['images'] / t['cpu_seconds']:>9.0f} | "
+              f"{t['seconds']:>7.2f} | {t['linked']:>6} | "
               f"{t['rss_growth_kb'] / 1024:>13.1f} | {m['py_peak'] / 2**20:>10.1f} | {m['py_peak'] / n:>8.0f}")
     if len(sizes) > 1:
         print("\nratios (largest / smallest size), same configuration:")

@@ -22,7 +22,7 @@
 #   when the dataloader keeps up (16 cores: 4 runs x 3 workers, RAM cache) -> 80-130 s of pure training;
 #   + per-epoch validation (~129 val images, 240 validations in total, ~1 s each, 4 in parallel) ~60-90 s;
 #   + process start, dataset caching and AMP setup (~20 s per run, 2 waves) ~40 s   => ~3-5 min.
-#   Adding SCHEDULES=full,two-stage,head makes 12 runs: ~5-7 min. BUDGET_S (default 400 s) caps it either way.
+#   Adding SCHEDULES=full,two-stage,head makes 12 runs: ~5-7 min. BUDGET_S (default 360 s) caps it either way.
 set -euo pipefail
 
 SRC=${1:?usage: bench/gpu_compare.sh DATA_SRC [OUT_DIR]}
@@ -39,8 +39,9 @@ PARALLEL=${PARALLEL:-4}
 WORKERS=${WORKERS:-3}
 BATCH=${BATCH:-16}
 IMGSZ=${IMGSZ:-640}
-BUDGET_S=${BUDGET_S:-400}
+BUDGET_S=${BUDGET_S:-360}
 CONFIG=${CONFIG:-default}
+DEVICE=${DEVICE:-0}   # DEVICE=cpu (with tiny EPOCHS/IMGSZ) dry-runs this script on a machine without a GPU
 
 export PYTHONPATH="$REPO${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}"
 export YOLO_OFFLINE=1 YOLO_CONFIG_DIR="$WORK/ultralytics" MPLBACKEND=Agg PYTHONUNBUFFERED=1
@@ -50,11 +51,11 @@ say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 
 say "environment"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-"$PY" - <<'PYEOF'
-import torch, ultralytics, albumentations
+DEVICE="$DEVICE" "$PY" - <<'PYEOF'
+import os, torch, ultralytics, albumentations
 print(f"python ok: torch {torch.__version__} cuda={torch.cuda.is_available()} "
       f"ultralytics {ultralytics.__version__} albumentations {albumentations.__version__}")
-assert torch.cuda.is_available(), "no CUDA device visible"
+assert os.environ["DEVICE"] == "cpu" or torch.cuda.is_available(), "no CUDA device visible"
 PYEOF
 
 say "prepare (resplit 0.8/0.2, near-duplicate groups kept on one side)"
@@ -74,7 +75,7 @@ say "compare $SCHEDULES x seeds $SEEDS x fractions $FRACTIONS, $EPOCHS epochs, i
 set +e
 timeout -k 30 "$BUDGET_S" "$PY" -m yolo_ft compare --data "$WORK/kidney/data.yaml" --out "$WORK/compare" \
   --config "$CONFIG" --schedules "$SCHEDULES" --epochs "$EPOCHS" --seeds "$SEEDS" --fractions "$FRACTIONS" \
-  --imgsz "$IMGSZ" --batch "$BATCH" --device 0 --workers "$WORKERS" --cache ram --parallel "$PARALLEL" \
+  --imgsz "$IMGSZ" --batch "$BATCH" --device "$DEVICE" --workers "$WORKERS" --cache ram --parallel "$PARALLEL" \
   "${WEIGHTS_FLAG[@]}"
 rc=$?
 set -e
@@ -82,7 +83,7 @@ if [[ $rc -ne 0 ]]; then
   say "compare exited $rc (124 = time limit): tabulating the runs that finished"
   "$PY" -m yolo_ft compare --data "$WORK/kidney/data.yaml" --out "$WORK/compare" --config "$CONFIG" \
     --schedules "$SCHEDULES" --epochs "$EPOCHS" --seeds "$SEEDS" --fractions "$FRACTIONS" --imgsz "$IMGSZ" \
-    --batch "$BATCH" --device 0 --workers "$WORKERS" --cache ram "${WEIGHTS_FLAG[@]}" --collect-only || true
+    --batch "$BATCH" --device "$DEVICE" --workers "$WORKERS" --cache ram "${WEIGHTS_FLAG[@]}" --collect-only || true
 fi
 
 say "collecting results into $OUT_DIR"

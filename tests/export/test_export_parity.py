@@ -24,6 +24,8 @@ def test_fp32_export_checks_parity_and_records_provenance(fp32_export, tiny_yolo
     assert out.is_file()
     saved = json.loads(out.with_name("model.onnx.json").read_text())
     assert saved["source"]["sha256"] == _sha256(pt)
+    assert saved["source"]["train_data"] == str(tiny_yolo_dataset) and saved["source"]["train_epochs"] == 2
+    assert "metrics/mAP50(B)" in saved["source"]["train_metrics"]
     assert saved["classes"] == {"0": "KIDNEY_STONE"}
     assert saved["imgsz"] == 128 and saved["precision"] == "fp32" and saved["stride"] == 32
     assert saved["versions"]["onnxruntime"] and saved["versions"]["ultralytics"]
@@ -148,3 +150,23 @@ def test_compare_flags_a_shifted_box_and_tolerates_borderline_ones():
     assert ok["passed"] and ok["matched"] == 1 and ok["borderline_unmatched"] == 1
     conf_off = compare(ref, [(ref_boxes, np.array([0.9, 0.0125], np.float32), np.array([0, 0]))], Tolerance(0.99, 1e-3), 0.01)
     assert not conf_off["passed"] and conf_off["max_conf_delta"] == pytest.approx(0.002, abs=1e-6)
+
+
+def test_fixed_batch_export_pads_the_last_batch(export_model, tiny_yolo_dataset, kidney_sizes, fp32_export, tmp_path):
+    """--batch 2 gives a graph that only takes 2 images: 3 images run as 2 + (1 + a grey filler)."""
+    from yolo_ft.cli import main
+    from yolo_ft.runtime import Detector
+
+    out = tmp_path / "b2.onnx"
+    assert main(["export", "--model", str(export_model), "--out", str(out), "--batch", "2",
+                 "--calib", str(tiny_yolo_dataset)]) == 0
+    det = Detector(out)
+    assert det.fixed_batch == 2 and det.session.get_inputs()[0].shape == [2, 3, 128, 128]
+    paths = [str(p) for p in kidney_sizes.values()]
+    got = det.predict(paths, conf=0.01)
+    ref = Detector(fp32_export[0]).predict(paths, conf=0.01)
+    assert len(got) == 3
+    for a, b in zip(ref, got):
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-4)

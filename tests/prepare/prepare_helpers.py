@@ -66,3 +66,24 @@ def read_label_px(label: Path, w: int, h: int) -> list[tuple[int, float, float, 
         cx, cy, bw, bh = float(cx) * w, float(cy) * h, float(bw) * w, float(bh) * h
         out.append((int(c), cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2))
     return out
+
+
+def write_ct_slice(path: Path, stored, *, patient: str) -> None:
+    """A minimal CT Image Storage DICOM (16-bit stored values, HU = stored - 1024, window 40/400)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    sop = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, sop, "CT"
+    ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = patient, f"1.2.3.{patient[-1]}", generate_uid()
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept, ds.WindowCenter, ds.WindowWidth = 1.0, -1024.0, 40, 400
+    ds.PixelData = stored.astype("<u2").tobytes()
+    ds.save_as(path, enforce_file_format=True)

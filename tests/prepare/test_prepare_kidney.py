@@ -72,6 +72,18 @@ def test_images_are_byte_identical_and_yaml_loads(kept, kidney_yolo: Path) -> No
     raw = yaml.safe_load((out / "data.yaml").read_text())
     assert raw["path"] == str(out) and raw["names"] == {0: "KIDNEY_STONE"}
 
+    # Ultralytics' own loader finds every image and box we wrote, with the same pixel sizes
+    from ultralytics.data.dataset import YOLODataset
+
+    ds = YOLODataset(img_path=data["val"], data=data, task="detect", imgsz=64, augment=False, cache=False)
+    assert len(ds.labels) == report["images"]["val"] == 142
+    assert sum(len(lb["cls"]) for lb in ds.labels) == report["boxes"]["val"]
+    known = next(lb for lb in ds.labels if Path(lb["im_file"]).stem.startswith("STONE---1001-"))
+    from PIL import Image
+
+    w, h = Image.open(known["im_file"]).size
+    assert tuple(known["shape"]) == (h, w)
+
 
 def test_kept_split_leak_is_counted_and_warned(kept) -> None:
     _, report = kept

@@ -65,5 +65,8 @@ def test_group_by_keeps_patients_together(kidney_yolo: Path, tmp_path: Path) -> 
         assert len(where) == 6 and all(len(v) == 1 for v in where.values()), where
         assert report["split"]["groups"] == 6 and report["split"]["straddling_groups"] == 0
         assert report["images"] == {"train": 20, "val": 5, "test": 5}
+    one = prepare(src, tmp_path / "one", group_by=r"^(P)\d+_", near_dup=False)  # a single group of 30
+    assert one["images"] == {"train": 30, "val": 0, "test": 0}
+    assert sum("split is empty" in w for w in one["warnings"]) == 2
     with pytest.raises(YoloFtError, match="regular expression"):
         prepare(src, tmp_path / "bad", group_by="(unclosed")

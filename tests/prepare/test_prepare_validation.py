@@ -201,3 +201,65 @@ def test_fast_mode_still_finds_duplicates_and_corrupt_headers(src: Path, tmp_pat
         prepare(src, tmp_path / "out", verify_images=False, near_dup=False)
     got = sorted((Path(p.file).name, p.problem.split(":")[0].split(" (")[0]) for p in e.value.problems)
     assert got == sorted([("zzz_copy.jpg", "duplicate file"), (stones[1].name, "not a readable image")])
+
+
+def test_check_record_size_mismatch_and_exif_rotation(src: Path, tmp_path: Path) -> None:
+    """Reader-given sizes are checked against the file; boxes in stored pixels are rotated like Ultralytics."""
+    from PIL import Image
+
+    from yolo_ft.prepare.validate import check_record
+    from yolo_ft.records import Box, Record
+
+    img = _stones(src)[0]
+    c = check_record(Record(image=img, boxes=[Box(1, 1, 5, 5, "a")], width=640, height=480, source=img),
+                     roots=[src])
+    assert [p.problem for p in c.problems] == [f"annotation says the image is 640x480 but {img.name} is 512x512"]
+
+    rot = src / "images/train/rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90° clockwise
+    Image.new("RGB", (40, 20), (90, 90, 90)).save(rot, exif=exif)
+    stored = Record(image=rot, boxes=[Box(0, 0, 10, 5, "a")], width=40, height=20, exif_transposed=False)
+    c = check_record(stored, roots=[src])
+    assert c.ok and (c.record.width, c.record.height) == (20, 40)
+    b = c.record.boxes[0]
+    assert (b.x1, b.y1, b.x2, b.y2) == (15, 0, 20, 10)  # top-left corner of stored → top-right of displayed
+    assert "EXIF orientation 6" in c.notes[0].problem
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_box_transform_matches_pil_exif_transpose(orientation: int, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from yolo_ft.prepare.validate import exif_transform_boxes
+    from yolo_ft.records import Box
+
+    a = np.zeros((20, 40), np.uint8)
+    a[2:5, 3:10] = 255  # a bright box x 3..10, y 2..5 in stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(a).save(tmp_path / "o.jpg", exif=exif, quality=100)
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.jpg")))
+    ys, xs = np.nonzero(shown > 128)
+    b = exif_transform_boxes([Box(3, 2, 10, 5, "a")], orientation, 40, 20)[0]
+    assert (b.x1, b.y1, b.x2, b.y2) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_interrupted_write_leaves_nothing_and_keeps_the_old_dataset(src: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    def interrupt(stage: str, done: int, total) -> None:
+        if stage == "write":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare(src, out, progress=interrupt)
+    assert not out.exists()
+    _no_leftovers(tmp_path)
+    first = prepare(src, out)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(src, out, overwrite=True, resplit=True, progress=interrupt)
+    assert json.loads((out / "report.json").read_text())["images"] == first["images"]  # old one intact
+    assert len(list((out / "images/train").iterdir())) == 8
+    _no_leftovers(tmp_path)

@@ -70,6 +70,15 @@ def test_yaml_file_as_source_and_txt_image_list(kidney_yolo: Path, tmp_path: Pat
     assert Counter(r.split for r in recs) == {"train": 4, "val": 3}
     assert {b.label for r in recs for b in r.boxes} == {"stone"}
     assert yolo.class_names(y) == ["stone"]
+    # absolute split paths from another machine are looked up by their tail inside the source
+    y.write_text("path: /elsewhere/ds\ntrain: /elsewhere/ds/images/train\nval: /elsewhere/ds/images/val\n"
+                 "names: [stone]\n")
+    recs, problems = _read(y)
+    assert problems == [] and Counter(r.split for r in recs) == {"train": 6, "val": 3}
+    y.write_text("train: /etc\nval: images/val\nnames: [stone]\n")  # never read outside the source
+    recs, problems = _read(y)
+    assert Counter(r.split for r in recs) == {"val": 3}
+    assert [("train" in p.problem and "not found inside the source folder" in p.problem) for p in problems] == [True]
 
 
 def test_label_values_pixels_polygons_and_bad_ids(kidney_yolo: Path, tmp_path: Path) -> None:

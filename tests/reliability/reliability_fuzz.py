@@ -35,8 +35,10 @@ import yaml
 from hypothesis import strategies as st
 from PIL import Image
 
+from yolo_ft.records import Problem, Record
+
 CANARY_ABS = "__CANARY_ABS__"  # replaced by the absolute path of WORK/canary.png when a case is written
-DEEP = "__DEEP__"  # replaced by 50 000 levels of nesting in the serialised text
+DEEP = "__DEEP__"  # replaced by 5 000 levels of nesting in the serialised text
 FORMATS = ("yolo", "coco", "voc", "labelme", "cvat", "masks", "dicom")
 
 # ---------------------------------------------------------------------------------------- images
@@ -138,7 +140,7 @@ def mutated(draw, base: object, max_mutations: int = 6):
 
 def dumps_json(doc: object) -> str:
     text = json.dumps(doc, allow_nan=True, ensure_ascii=False)
-    return text.replace(json.dumps(DEEP), "[" * 50_000 + "]" * 50_000)
+    return text.replace(json.dumps(DEEP), "[" * 5_000 + "]" * 5_000)
 
 
 @st.composite
@@ -334,7 +336,7 @@ def xml_text(draw) -> str:
     if r == 1:
         return draw(st.sampled_from(XML_ENTITY_USES))
     if v == DEEP:
-        return "<a>" * 50_000 + "</a>" * 50_000
+        return "<a>" * 5_000 + "</a>" * 5_000
     return escape(v)
 
 
@@ -698,7 +700,6 @@ def _inside(path: str, root: Path) -> bool:
 def check_reader(fmt: str, src: Path, options: dict) -> tuple[list[str], list]:
     """(failures, items) of reading ``src`` with the ``fmt`` reader."""
     from yolo_ft.prepare.readers import get_reader
-    from yolo_ft.records import Problem, Record
 
     failures: list[str] = []
     try:
@@ -774,8 +775,12 @@ def _leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
 
 
-def check_prepare(fmt: str, src: Path, out: Path, options: dict, canary: bytes | None = None) -> tuple[list[str], str]:
-    """(failures, outcome) of prepare() strict and, if that refuses, with skip_invalid."""
+def check_prepare(fmt: str, src: Path, out: Path, options: dict, canary: bytes | None = None,
+                  seen: list | None = None) -> tuple[list[str], str]:
+    """(failures, outcome) of prepare() strict and, if that refuses, with skip_invalid.
+
+    The problems prepare reported (strict) are appended to ``seen`` as (file, problem) pairs.
+    """
     from yolo_ft.prepare.api import prepare
     from yolo_ft.records import InvalidDatasetError, YoloFtError
 
@@ -788,6 +793,8 @@ def check_prepare(fmt: str, src: Path, out: Path, options: dict, canary: bytes |
             report = prepare(src, out, format=fmt, skip_invalid=skip, workers=1, **options)
         except InvalidDatasetError as e:
             outcome += "invalid;" if not skip else "skip-invalid-refused;"
+            if seen is not None and not skip:
+                seen.extend((p.file, p.problem) for p in e.problems)
             if skip:
                 failures.append("InvalidDatasetError raised with skip_invalid=True")
             if not e.problems or any(not p.file or not p.problem for p in e.problems):
@@ -824,16 +831,17 @@ def check_case(work: Path, fmt: str, files: dict, options: dict | None = None, r
     canary = canary_bytes()
     failures, items = check_reader(fmt, src, dict(options))
     outcome = ""
+    prepare_problems: list[tuple[str, str]] = []
     if run_prepare and not failures:
-        f2, outcome = check_prepare(fmt, src, Path(work) / "out", dict(options), canary)
+        f2, outcome = check_prepare(fmt, src, Path(work) / "out", dict(options), canary, prepare_problems)
         failures += f2
-    from yolo_ft.records import Problem
 
     pwned = [p for p in (Path(work) / "canary_dir").iterdir() if p.name != "x.png"]
     if pwned:
         failures.append(f"a data file executed code: created {pwned}")
     return {"failures": failures, "outcome": outcome,
             "problems": [(i.file, i.problem) for i in items if isinstance(i, Problem)],
+            "prepare_problems": prepare_problems,
             "records": sum(not isinstance(i, Problem) for i in items)}
 
 
@@ -851,3 +859,134 @@ def run_strategy(fmt: str, on_case: Callable[[dict, dict, dict], None]):
         on_case(files, options, result)
 
     return body
+
+
+# --------------------------------------------------------------------------------- curated corpus
+def _dicom_ok(seed: int = 0, **overrides) -> bytes:
+    """A valid 24x32 16-bit CT slice, with ``overrides`` (keyword -> value) set on the dataset."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(seed)])
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.PatientID, ds.Modality = "P1", "CT"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 24, 32, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = np.random.default_rng(seed).integers(0, 4000, (24, 32)).astype("<u2").tobytes()
+    for k, v in overrides.items():
+        setattr(ds, k, v)
+    buf = io.BytesIO()
+    from pydicom import config
+
+    old = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.IGNORE
+    try:
+        ds.save_as(buf, enforce_file_format=True)
+    finally:
+        config.settings.writing_validation_mode = old
+    return buf.getvalue()
+
+
+def _mask_png(a: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a, mode).save(buf, "PNG") if mode else Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def curated_cases() -> list[tuple[str, str, dict, dict, str, list[str]]]:
+    """(format, name, files, options, note, expected problem fragments): the worst cases, kept as a corpus."""
+    img0, img1 = tiny_image(0), tiny_image(1)
+    lbl = b"0 0.5 0.5 0.2 0.2\n"
+    yolo_ok = {"images/train/img0.png": img0, "labels/train/img0.txt": lbl,
+               "images/val/img1.png": img1, "labels/val/img1.txt": lbl}
+    coco = coco_base(2)
+    mask = np.zeros((24, 32), np.uint8)
+    mask[3:9, 4:12] = 255
+    cases = [
+        ("yolo", "yaml_alias_bomb", {**yolo_ok, "data.yaml": HOSTILE_YAML[3].encode()}, {},
+         "YAML billion laughs: aliases expand to 43M strings if a class name is str()-ed", ["data.yaml"]),
+        ("yolo", "yaml_python_tag", {**yolo_ok, "data.yaml": HOSTILE_YAML[0].encode()}, {},
+         "!!python/object/apply in data.yaml: refused, never executed", ["YAML"]),
+        ("yolo", "yaml_unparseable", {**yolo_ok, "data.yaml": b"train: images/train\nval: images/val\nnames: {0: a\n"},
+         {}, "a data.yaml that does not parse must not be silently ignored (class names would be lost)", ["YAML"]),
+        ("yolo", "yaml_huge_nc", {**yolo_ok, "data.yaml": HOSTILE_YAML[7].encode()}, {},
+         "nc: 100000000 without names: MemoryError building class_0..class_N", ["nc"]),
+        ("yolo", "label_nan_inf_huge", {**yolo_ok, "labels/train/img0.txt": b"0 nan 0.5 0.2 0.2\n",
+                                        "labels/val/img1.txt": b"0 0.5 0.5 1e400 0.2\n0 0.5 0.5 0.1\n"}, {},
+         "NaN / overflowing coordinates and a short line", ["NaN or infinite", "line 1"]),
+        ("yolo", "label_class_ids", {**yolo_ok, "data.yaml": b"train: images/train\nval: images/val\nnames: [a]\n",
+                                     "labels/train/img0.txt": b"-1 0.5 0.5 0.2 0.2\n",
+                                     "labels/val/img1.txt": b"7 0.5 0.5 0.2 0.2\n"}, {},
+         "negative and unknown class ids", ["class id", "not in the dataset's names"]),
+        ("yolo", "label_utf16_bom_box_outside", {**yolo_ok, "labels/train/img0.txt": "0 0.5 0.5 0.2 0.2\n".encode("utf-16"),
+                                                 "labels/val/img1.txt": b"0 1.4 0.5 0.2 0.2\n"}, {},
+         "UTF-16 label file; a box far outside the image", ["not UTF-8", "outside"]),
+        ("yolo", "image_list_escapes", {**yolo_ok, "train.txt": f"../canary.png\n{CANARY_ABS}\nimages/train/img0.png\n".encode(),
+                                        "data.yaml": b"train: train.txt\nval: images/val\nnames: [a]\n"}, {},
+         "a .txt image list naming files outside the root", ["escapes", "absolute"]),
+        ("coco", "nan_inf_huge_bbox", {"img0.png": img0, "img1.png": img1, "train.json": dumps_json({
+            **coco, "annotations": [{**coco["annotations"][0], "bbox": [float("nan"), 1, 5, 5]},
+                                    {**coco["annotations"][1], "bbox": [1, 1, 10**400 if False else 1e308 * 10, 5]}]}).encode()},
+         {}, "NaN and Infinity bbox values (json allows them)", ["not finite"]),
+        ("coco", "duplicate_ids", {"img0.png": img0, "img1.png": img1, "train.json": dumps_json({
+            **coco, "images": coco["images"] + [{**coco["images"][0], "file_name": "img1.png"}],
+            "annotations": coco["annotations"] + [coco["annotations"][0]],
+            "categories": coco["categories"] + [{"id": 1, "name": "c"}]}).encode()}, {},
+         "duplicated image, annotation and category ids", ["duplicate image id", "duplicate category id"]),
+        ("coco", "deep_nesting", {"img0.png": img0, "train.json": ('{"images": ' + "[" * 5_000 + "]" * 5_000
+                                                                   + ', "annotations": [], "categories": []}').encode()},
+         {}, "5 000 nested lists: RecursionError in the JSON parser", ["nested too deeply"]),
+        ("coco", "wrong_types_escapes", {"img0.png": img0, "img1.png": img1, "train.json": dumps_json({
+            **coco, "images": [{"id": 1, "file_name": "../canary.png", "width": 32, "height": 24},
+                               {"id": 2, "file_name": CANARY_ABS, "width": "wide", "height": None},
+                               {"id": True, "file_name": ["img0.png"]}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": "1,2,3,4"}]}).encode()}, {},
+         "escaping file names, bool ids, list file_name, string bbox", ["escapes", "absolute", "needs an integer 'id'"]),
+        ("voc", "billion_laughs", {"img0.png": img0, "img0.xml": (XML_HEADERS[3] + "<annotation><filename>img0.png"
+                                   "</filename><object><name>&lol9;</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5"
+                                   "</xmax><ymax>5</ymax></bndbox></object></annotation>").encode()}, {},
+         "entity expansion bomb: refused by defusedxml", ["entities"]),
+        ("voc", "xxe_and_bad_numbers", {"img0.png": img0, "img1.png": img1,
+                                        "img0.xml": (XML_HEADERS[4] + "<annotation><filename>&xxe;</filename></annotation>").encode(),
+                                        "img1.xml": b"<annotation><filename>img1.png</filename><object><name>a</name>"
+                                                    b"<bndbox><xmin>NaN</xmin><ymin>1</ymin><xmax>1e400</xmax><ymax>5"
+                                                    b"</ymax></bndbox></object></annotation>"}, {},
+         "external entity to /etc/passwd; NaN and overflowing coordinates", ["entities", "not finite"]),
+        ("cvat", "billion_laughs_and_nan", {"images/img0.png": img0, "annotations.xml": (
+            XML_HEADERS[3] + '<annotations><version>1.1</version><image id="0" name="img0.png" width="32" height="24">'
+            '<box label="&lol9;" xtl="1" ytl="1" xbr="5" ybr="5"/></image></annotations>').encode()}, {},
+         "entity bomb in an attribute", ["entities"]),
+        ("cvat", "bad_shapes", {"images/img0.png": img0, "images/img1.png": img1, "annotations.xml": (
+            '<annotations><version>1.1</version><meta><task><labels><label><name>a</name></label></labels></task></meta>'
+            '<image id="0" name="img0.png" width="32" height="24"><polygon label="a" points="1,1;nan,2;5,9"/></image>'
+            '<image id="1" name="../canary.png" width="32" height="24"><box label="zzz" xtl="1" ytl="1" xbr="5" ybr="5"/>'
+            '</image></annotations>').encode()}, {},
+         "NaN polygon point, undeclared label, escaping name", ["not finite", "not declared"]),
+        ("labelme", "bad_embedded_and_escape", {"img0.png": img0, "a.json": dumps_json(
+            {**labelme_base("../canary.png"), "imageData": None}).encode(),
+            "b.json": dumps_json({**labelme_base("missing.png"), "imageData": "!!notbase64!!"}).encode(),
+            "c.json": dumps_json({**labelme_base("img0.png"), "shapes": [{"label": "a", "points": [[1, 1], [float("inf"), 2]]}]}).encode()},
+         {}, "imagePath escaping, undecodable imageData, infinite point", ["escapes", "base64", "not finite"]),
+        ("labelme", "utf16_and_deep", {"img0.png": img0, "a.json": dumps_json(labelme_base("img0.png")).encode("utf-16"),
+                                        "b.json": ('{"shapes": ' + "[" * 5_000 + "]" * 5_000 + ', "imagePath": "img0.png"}').encode()},
+         {}, "UTF-16 JSON (read correctly: json detects UTF-16); deep nesting", ["nested too deeply"]),
+        ("masks", "nan_threshold", {"images/img0.png": img0, "masks/img0.png": _mask_png(mask)},
+         {"threshold": float("nan")}, "a NaN threshold would silently make every mask empty", ["threshold"]),
+        ("masks", "rgb_size_mismatch_garbage", {"images/img0.png": img0, "images/img1.png": img1,
+                                                 "masks/img0.png": _mask_png(np.stack([mask, mask[::-1], mask], -1)),
+                                                 "masks/img1.png": _mask_png(mask[:10]), "masks/zzz.png": b"\x89PNG\r\n\x1a\ngarbage"},
+         {}, "colour mask, mask/image size mismatch, a corrupt mask with no image", ["colour", "mask is 32x10", "no image"]),
+        ("dicom", "truncated_and_bad_header", {"a.dcm": _dicom_ok(1)[:300], "b.dcm": _dicom_ok(2, Rows=65535),
+                                               "c.dcm": _dicom_ok(3, BitsStored=40), "d.dcm": b"\x00" * 128 + b"DICM",
+                                               "a.txt": lbl, "b.txt": lbl, "c.txt": lbl, "d.txt": lbl},
+         {}, "truncated file, Rows larger than the pixel data, impossible BitsStored, preamble only",
+         ["a.dcm", "b.dcm", "c.dcm", "d.dcm"]),
+        ("dicom", "nan_rescale_and_window", {"a.dcm": _dicom_ok(4).replace(b"", b"", 0), "a.txt": b"0 0.5 nan 0.2 0.2\n"},
+         {"window": "nan,400"}, "NaN window option; NaN in the sidecar label", ["window"]),
+    ]
+    return cases

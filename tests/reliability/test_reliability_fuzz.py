@@ -1,7 +1,7 @@
 """Every reader, fed generated hostile annotation files, reports problems per file and never crashes.
 
 Hypothesis builds sources from valid templates with a few fields replaced by hostile values (wrong
-types, missing keys, NaN/inf/negative/huge numbers, unicode, 50 000-deep nesting, duplicated ids,
+types, missing keys, NaN/inf/negative/huge numbers, unicode, 5 000-deep nesting, duplicated ids,
 boxes outside the image, ``../``/absolute/symlinked image paths, XML entity bombs and external
 entities, YAML python tags and alias bombs, truncated/BOM/UTF-16/invalid-UTF-8 bytes, corrupt
 images and masks, broken DICOM headers). For each case the property of

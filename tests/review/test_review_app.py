@@ -34,19 +34,17 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_for_url(proc: subprocess.Popen, timeout: float) -> str:
+def _wait_for_url(proc: subprocess.Popen, log: Path, timeout: float) -> str:
+    """Poll the command's log file (not a pipe: FiftyOne's services would inherit and hold it open)."""
     deadline = time.monotonic() + timeout
-    seen = []
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                break
-            continue
-        seen.append(line)
-        if line.startswith("FiftyOne App: "):
-            return line.split()[2]
-    raise AssertionError("App URL never printed:\n" + "".join(seen[-40:]))
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("FiftyOne App: "):
+                return line.split()[2]
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"App URL never printed (rc={proc.poll()}):\n" + log.read_text(errors="replace")[-3000:])
 
 
 def _chrome():
@@ -67,21 +65,24 @@ def _chrome():
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_app_shows_samples_and_saved_views(tiny_yolo_dataset, review_model, artifacts_dir):
+def test_app_shows_samples_and_saved_views(tiny_yolo_dataset, review_model, artifacts_dir, tmp_path):
     if not CHROMEDRIVER.exists():
         pytest.fail("chromedriver not found at /usr/bin/chromedriver (apt-get install chromium-driver)")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     port = _free_port()
+    fo.list_datasets()  # start the database from this process, not from the command under test
+    log = tmp_path / "review.log"
+    log_file = log.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "yolo_ft", "review", "--data", str(tiny_yolo_dataset), "--model", str(review_model),
          "--name", NAME, "--conf", "0.01", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy(),
+        stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=os.environ.copy(),
     )
     driver = None
     try:
-        url = _wait_for_url(proc, timeout=300)
+        url = _wait_for_url(proc, log, timeout=300)
         assert url.startswith(f"http://127.0.0.1:{port}")  # local-only by default
         ds = fo.load_dataset(NAME)
         mistakes_name = next(v for v in ds.list_saved_views() if v.startswith("mistakes-"))
@@ -105,6 +106,7 @@ def test_app_shows_samples_and_saved_views(tiny_yolo_dataset, review_model, arti
         tag = mistakes_name.removeprefix("mistakes-")
         assert {f"mistakes-{tag}", f"high-conf-fp-{tag}", f"missed-small-{tag}"} <= options
         assert set(ds.list_saved_views()) <= options
+        time.sleep(1.0)  # let the dropdown finish fading in before the screenshot
         shot = artifacts_dir / "review_app.png"
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
@@ -116,7 +118,9 @@ def test_app_shows_samples_and_saved_views(tiny_yolo_dataset, review_model, arti
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    out = proc.stdout.read()
+        finally:
+            log_file.close()
+    out = log.read_text(errors="replace")
     assert rc == 0, out[-2000:]
     assert "App stopped" in out
     deadline = time.monotonic() + 30

@@ -21,7 +21,7 @@ def test_no_launch_list_and_delete(tiny_yolo_dataset, review_model, tmp_path, ca
     out = capsys.readouterr().out
     name = f"yolo-ft-{tiny_yolo_dataset.parent.name}-val"  # the predictable default name
     assert rc == 0 and f"dataset {name}: 8 samples" in out and "mAP@0.5" in out
-    assert (report / "report.html").is_file() and f"report: {report / 'report.html'}" in out
+    assert (report / "index.html").is_file() and f"report: {report / 'index.html'}" in out
     assert fo.dataset_exists(name)
 
     assert main(["review", "--list"]) == 0
@@ -46,7 +46,7 @@ def test_report_refuses_to_replace_an_unrelated_folder(tiny_yolo_dataset, review
     (folder / "notes.txt").write_text("keep me")
     rc = main(["review", "--data", str(tiny_yolo_dataset), "--model", str(review_model), "--no-launch",
                "--name", "yolo-ft-test-cli-refuse", "--report", str(folder)])
-    assert rc == 2 and "holds no report.html" in capsys.readouterr().err
+    assert rc == 2 and "holds no index.html" in capsys.readouterr().err
     assert (folder / "notes.txt").read_text() == "keep me"
 
 

@@ -64,13 +64,27 @@ def test_rerun_follows_changes_on_disk(tiny_yolo_dataset, review_model, tmp_path
     np.testing.assert_allclose(got, [[0.2, 0.2, 0.1, 0.1], [0.4, 0.45, 0.2, 0.1]], atol=1e-9)
 
 
-def test_dataset_of_another_yaml_is_refused(tiny_yolo_dataset, review_model, tmp_path):
-    root = tmp_path / "other"
-    shutil.copytree(tiny_yolo_dataset.parent, root)
-    (root / "data.yaml").write_text(tiny_yolo_dataset.read_text().replace(str(tiny_yolo_dataset.parent), str(root)))
-    review(tiny_yolo_dataset, review_model, name="yolo-ft-test-owner", conf=0.05, launch=False, progress=False)
+def test_same_folder_name_elsewhere_gets_its_own_dataset(tiny_yolo_dataset, review_model, tmp_path):
+    """Two datasets in folders of the same name never share samples: the default name gets qualified,
+    an explicit --name that belongs to the other one is refused."""
+    import json
+
+    from yolo_ft.review import write_review_report
+
+    names = []
+    for i in range(2):
+        root = tmp_path / f"run{i}" / "dataset"
+        shutil.copytree(tiny_yolo_dataset.parent, root)
+        (root / "data.yaml").write_text(tiny_yolo_dataset.read_text().replace(str(tiny_yolo_dataset.parent), str(root)))
+        res = write_review_report(root / "data.yaml", review_model, tmp_path / f"run{i}" / "review", conf=0.05)
+        json.dumps(res)  # the demo pipeline stores it in demo.json
+        assert Path(res["report"]) == tmp_path / f"run{i}" / "review" / "index.html" and Path(res["report"]).is_file()
+        names.append(res["dataset"])
+    assert names[0] != names[1] and all(n.startswith("yolo-ft-dataset-") and n.endswith("-val") for n in names)
+    assert len(fo.load_dataset(names[0])) == len(fo.load_dataset(names[1])) == 8
+    assert not set(fo.load_dataset(names[0]).values("filepath")) & set(fo.load_dataset(names[1]).values("filepath"))
     with pytest.raises(YoloFtError, match="pass --name"):
-        review(root / "data.yaml", review_model, name="yolo-ft-test-owner", conf=0.05, launch=False, progress=False)
+        review(tmp_path / "run1" / "dataset" / "data.yaml", review_model, name=names[0], launch=False, progress=False)
 
 
 def test_onnx_model_is_reviewed_through_the_runtime(tiny_yolo_dataset, review_model, tmp_path):

@@ -50,7 +50,7 @@ def test_summary_structure_and_numbers(two_stage_run, start_ckpt, tiny_yolo_data
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
-def test_cli_config_flag_precedence_offline(tiny_yolo_dataset, start_ckpt, tmp_path):
+def test_cli_config_flag_precedence_offline(tiny_yolo_dataset, tmp_path):
     cfg = tmp_path / "recipe.yaml"
     cfg.write_text("schedule: full\nepochs: 3\nimgsz: 96\nbatch: 8\ndevice: cpu\nworkers: 0\nlr0: 0.004\n"
                    "amp: false\noptimizer: AdamW\n")
@@ -58,7 +58,7 @@ def test_cli_config_flag_precedence_offline(tiny_yolo_dataset, start_ckpt, tmp_p
     env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     env.pop("YOLO_FT_ONLINE", None)
     cmd = [sys.executable, "-c", NO_NET, "train", "--data", str(tiny_yolo_dataset), "--out", str(out),
-           "--config", str(cfg), "--epochs", "1", "--imgsz", "64", "--weights", str(start_ckpt)]
+           "--config", str(cfg), "--epochs", "1", "--imgsz", "64"]  # no --weights: the bundled COCO checkpoint
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "network blocked by test" not in r.stdout + r.stderr
@@ -67,6 +67,9 @@ def test_cli_config_flag_precedence_offline(tiny_yolo_dataset, start_ckpt, tmp_p
     assert (args["lr0"], args["optimizer"], args["batch"]) == (0.004, "AdamW", 8)  # config beats defaults
     assert args["close_mosaic"] == 10  # default where neither says anything
     s = json.loads((out / "summary.json").read_text())
+    from yolo_ft.train.weights import bundled_weights
+
+    assert s["weights"] == str(bundled_weights())  # resolved offline, nothing downloaded
     assert s["schedule"] == "full" and [st["name"] for st in s["stages"]] == ["full"]
     assert s["stages"][0]["frozen_layers"] == [] and s["stages"][0]["optimizer"] == "AdamW"
     assert "best epoch 1 (full)" in r.stdout

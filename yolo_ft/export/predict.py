@@ -51,7 +51,7 @@ def _predict_pt(model: Path, images: list[Path], conf: float, iou: float, max_de
     yolo = YOLO(str(model))
     out = []
     for img in images:
-        r = yolo.predict(str(img), conf=conf, iou=iou, max_det=max_det, device="cpu", verbose=False)[0]
+        r = yolo.predict(str(img), conf=conf, iou=iou, max_det=max_det, verbose=False)[0]
         xyxy, c, k = r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int)
         out.append([{"xyxy": [float(v) for v in xyxy[i]], "confidence": float(c[i]), "class_id": int(k[i]),
                      "class_name": yolo.names[int(k[i])]} for i in range(len(c))])

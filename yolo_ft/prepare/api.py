@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from yolo_ft.utils.images import pil_open
 from yolo_ft.prepare import augment as augment_mod
 from yolo_ft.prepare import split as split_mod
 from yolo_ft.prepare import validate, write
@@ -60,6 +61,9 @@ def prepare(
 
     Mirrors ``yolo-ft prepare`` flag for flag. ``reader_options`` go to the reader (masks:
     ``threshold``, ``connectivity``, ``min_area``, ``mask_class``; DICOM: ``window``).
+
+    Raises :class:`InvalidDatasetError` listing every problem (strict mode; nothing is written),
+    or :class:`YoloFtError` for unusable arguments (``out`` exists without ``overwrite``, ...).
     """
     t0 = time.perf_counter()
     source = Path(source)
@@ -69,6 +73,9 @@ def prepare(
     progress = progress or (lambda stage, done, total: None)
     if not source.exists():
         raise YoloFtError(f"source {source} does not exist")
+    for flag, d in (("--images", images_dir), ("--masks", masks_dir)):
+        if d is not None and not d.is_dir():
+            raise YoloFtError(f"{flag} {d} is not a folder")
     _check_output(source, out, overwrite, [p for p in (images_dir, masks_dir) if p is not None])
     fractions = split_mod.parse_split(split)
     class_list = _parse_classes(classes)
@@ -139,6 +146,7 @@ def prepare(
                         f"grouped, leak-free split")
     else:
         final_splits = split_mod.assign_splits(keys, groups, fractions, seed)
+        warnings.extend(_split_balance_warnings(final_splits, groups, fractions))
     straddling = split_mod.group_straddles(groups, final_splits)
     if keep and straddling:
         warnings.append(f"{straddling} group(s) (--group-by / near-duplicates) straddle the kept source splits")
@@ -268,6 +276,22 @@ def _batches(items: Iterable[Record | Problem], problems: list[Problem]) -> Iter
         yield batch
 
 
+def _split_balance_warnings(splits: Sequence[str], groups: Sequence[int], fractions) -> list[str]:
+    """Whole groups can make a split miss its target; say so instead of letting it pass unseen."""
+    out = []
+    n = len(splits)
+    counts = Counter(splits)
+    largest = max(Counter(groups).values())
+    for name, frac in zip(split_mod.SPLITS, fractions):
+        if frac > 0 and counts[name] == 0:
+            out.append(f"the {name} split is empty: {n} images in {len(set(groups))} groups were too few for "
+                       f"a {frac:.0%} share")
+        elif frac > 0 and abs(counts[name] / n - frac) > 0.05:
+            out.append(f"the {name} split holds {counts[name] / n:.0%} of the images (target {frac:.0%}) because "
+                       f"groups are kept whole (largest group: {largest} images)")
+    return out
+
+
 def _natural_key(s: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
 
@@ -327,5 +351,5 @@ def _decoded_size(data: bytes) -> tuple[int, int]:
 
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
+    with pil_open(io.BytesIO(data)) as im:
         return im.size[1], im.size[0]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from yolo_ft.prepare.readers import READER_MODULES  # stdlib-only module: keeps --help fast
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", help="dataset folder, or an annotation file (COCO json, CVAT xml, data.yaml)")
     p.add_argument("--out", required=True, metavar="DIR", help="output dataset folder")
-    p.add_argument("--format", choices=["yolo", "coco", "voc", "labelme", "cvat", "masks", "dicom"],
+    p.add_argument("--format", choices=sorted(READER_MODULES),
                    help="source format (detected when omitted)")
     p.add_argument("--images", metavar="DIR", help="folder with the images when they live apart from the annotations")
     p.add_argument("--masks", metavar="DIR", help="folder with segmentation masks (one per image, same name)")
@@ -35,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
     p.add_argument("--no-near-dup", dest="near_dup", action="store_false",
                    help="skip perceptual-hash near-duplicate grouping (faster, but neighbouring slices may leak)")
+    p.add_argument("--near-dup-threshold", type=int, default=2, metavar="BITS",
+                   help="pHash bits two images may differ by and still count as near-duplicates (default 2)")
+    p.add_argument("--no-decode", dest="verify_images", action="store_false",
+                   help="read image headers only (fastest; truncated images are then not caught, and with "
+                        "near-duplicate grouping on, images are decoded anyway)")
+    p.add_argument("--workers", type=int, metavar="N", help="threads for reading and writing (default: up to 4)")
     masks = p.add_argument_group("masks")
     masks.add_argument("--threshold", type=float, help="mask pixel value above which a pixel is foreground")
     masks.add_argument("--connectivity", type=int, choices=[4, 8], help="connected-component connectivity")
@@ -68,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
                 args.source, args.out, format=args.format, images=args.images, masks=args.masks,
                 split=args.split, seed=args.seed, group_by=args.group_by, resplit=args.resplit,
                 classes=args.classes, augment=args.augment, skip_invalid=args.skip_invalid,
-                overwrite=args.overwrite, near_dup=args.near_dup, progress=progress,
+                overwrite=args.overwrite, near_dup=args.near_dup, near_dup_threshold=args.near_dup_threshold,
+                verify_images=args.verify_images, workers=args.workers, progress=progress,
                 threshold=args.threshold, connectivity=args.connectivity, min_area=args.min_area,
                 mask_class=args.mask_class, window=args.window,
             )
@@ -92,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
     if report["augmented"]["images"]:
         out.print(f"augmented: {report['augmented']['images']} train images added")
     if report["skipped"]:
-        out.print(f"[yellow]skipped {len(report['skipped'])} bad sample(s); {len(report['problems'])} problem(s) "
-                  "listed in report.json[/yellow]")
+        out.print(f"[yellow]problems: {len(report['problems'])}; skipped {len(report['skipped'])} bad sample(s) "
+                  "(listed in report.json)[/yellow]")
+    else:
+        out.print("problems: 0")
     for w in report["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     out.print(f"data.yaml and report.json written to {report['output']}", highlight=False)

@@ -86,7 +86,7 @@ def read_header(path: str | Path) -> tuple[int, int, int]:
         if head is not None:
             return head
         f.seek(0)
-        from yolo_ft.prepare.validate import pil_open
+        from yolo_ft.utils.images import pil_open
 
         with pil_open(f) as im:
             w, h = im.size

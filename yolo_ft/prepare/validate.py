@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo_ft.utils.images import pil_open
 from yolo_ft.prepare.phash import phash
 from yolo_ft.records import Box, Problem, Record
 
@@ -64,20 +65,6 @@ class Checked:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def pil_open(fp):
-    """``PIL.Image.open`` without Ultralytics' monkey-patch.
-
-    Once ultralytics is imported, its patch answers an unidentified image by trying to install
-    pi-heif (offline: an ImportError instead of "not an image"); validation wants the plain answer.
-    """
-    import sys
-
-    from PIL import Image
-
-    patches = sys.modules.get("ultralytics.utils.patches")
-    return getattr(patches, "_image_open", Image.open)(fp)
 
 
 def inspect_image(path: Path, *, decode: bool = True, want_hash: bool = True) -> ImageInfo:

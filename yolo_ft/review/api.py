@@ -7,9 +7,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from yolo_ft.review.views import HIGH_CONF, SMALL_AREA
-
 log = logging.getLogger(__name__)
+
+HIGH_CONF = 0.5  # an FP at or above this confidence is "high-confidence"
+SMALL_AREA = 32 * 32  # GT boxes below this many px² are "small" (COCO's definition)
 
 
 @dataclass
@@ -107,9 +108,12 @@ def write_review_report(
     conf: float = 0.25,
     name: str | None = None,
     **kwargs,
-) -> ReviewResult:
-    """Build the review dataset without the App and write the HTML report (used by ``make demo``)."""
-    return review(data, model, split=split, conf=conf, name=name, launch=False, report=out_dir, **kwargs)
+) -> dict:
+    """Build the review dataset without the App and write ``out_dir/index.html`` (used by ``make demo``).
+
+    Returns :meth:`ReviewResult.to_dict`: plain JSON-ready values (dataset name, fields, metrics, report path).
+    """
+    return review(data, model, split=split, conf=conf, name=name, launch=False, report=out_dir, **kwargs).to_dict()
 
 
 def _check_names(model_names: dict[int, str], data_names: dict[int, str], model, yaml_path) -> None:

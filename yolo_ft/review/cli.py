@@ -38,6 +38,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger("fiftyone").propagate = False  # FiftyOne logs through its own handler: print once
+
     from yolo_ft.review import fiftyone as rfo
 
     if args.list:

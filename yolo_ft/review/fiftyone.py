@@ -9,6 +9,7 @@ Everything is written in batches: memory stays flat however large the split.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -45,9 +46,15 @@ class ModelFields:
         return f"eval_{self.tag}"
 
 
-def default_dataset_name(data: YoloDataset, split: str) -> str:
-    """``yolo-ft-<dataset folder>-<split>``: predictable, so ``--list``/``--delete`` and re-runs find it."""
+def default_dataset_name(data: YoloDataset, split: str, *, qualified: bool = False) -> str:
+    """``yolo-ft-<dataset folder>-<split>``: predictable, so ``--list``/``--delete`` and re-runs find it.
+
+    ``qualified`` adds 6 hex of the data.yaml path, used when the short name already belongs to another
+    dataset folder of the same name (two runs' ``dataset/`` folders, say).
+    """
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", data.root.name).strip("-") or "dataset"
+    if qualified:
+        slug += "-" + hashlib.sha256(str(data.yaml_path).encode()).hexdigest()[:6]
     return f"yolo-ft-{slug}-{resolve_split(data, split)}"
 
 
@@ -68,14 +75,16 @@ def delete_review_dataset(name: str) -> None:
 def open_dataset(data: YoloDataset, split: str, name: str | None = None) -> fo.Dataset:
     """Load or create the persistent dataset for this split; refuse one built from another data.yaml."""
     split = resolve_split(data, split)
-    name = name or default_dataset_name(data, split)
+    if name is None:
+        name = default_dataset_name(data, split)
+        if fo.dataset_exists(name) and not _built_from(fo.load_dataset(name), data, split):
+            name = default_dataset_name(data, split, qualified=True)
     if fo.dataset_exists(name):
         ds = fo.load_dataset(name)
-        built_from = ds.info.get("data_yaml")
-        if built_from and (built_from != str(data.yaml_path) or ds.info.get("split") != split):
+        if not _built_from(ds, data, split):
             raise YoloFtError(
-                f"FiftyOne dataset '{name}' holds split '{ds.info.get('split')}' of {built_from}, not "
-                f"'{split}' of {data.yaml_path}; pass --name to use another dataset"
+                f"FiftyOne dataset '{name}' holds split '{ds.info.get('split')}' of {ds.info.get('data_yaml')}, "
+                f"not '{split}' of {data.yaml_path}; pass --name to use another dataset"
             )
     else:
         ds = fo.Dataset(name, persistent=True)
@@ -90,6 +99,12 @@ def open_dataset(data: YoloDataset, split: str, name: str | None = None) -> fo.D
     if not ds.has_sample_field("split"):
         ds.add_sample_field("split", fo.StringField)
     return ds
+
+
+def _built_from(ds: fo.Dataset, data: YoloDataset, split: str) -> bool:
+    """True if ``ds`` is empty of provenance (new) or was built from this data.yaml and split."""
+    built_from = ds.info.get("data_yaml")
+    return not built_from or (built_from == str(data.yaml_path) and ds.info.get("split") == split)
 
 
 def image_size(path: Path) -> tuple[int, int]:

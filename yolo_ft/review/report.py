@@ -1,6 +1,6 @@
 """A self-contained HTML error report for people without the FiftyOne App.
 
-One folder that opens from disk without a server: ``report.html`` with the metrics, ``pr_curve.png``
+One folder that opens from disk without a server: ``index.html`` with the metrics, ``pr_curve.png``
 and ``confusion.png`` (matplotlib, Agg), ``metrics.json``, and the worst samples in ``samples/`` drawn
 with cv2 (ground truth green, predictions red with their confidences). The folder is built beside the
 target and moved into place at the end, so a crash never leaves half a report.
@@ -22,7 +22,7 @@ from yolo_ft.utils.atomic import atomic_output_dir
 
 GREEN = (40, 200, 40)  # BGR
 RED = (40, 40, 230)
-REPORT_FILE = "report.html"
+REPORT_FILE = "index.html"
 
 
 def _safe_target(out_dir: Path) -> None:

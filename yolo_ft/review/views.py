@@ -15,10 +15,8 @@ from dataclasses import dataclass
 import fiftyone as fo
 from fiftyone import ViewField as F
 
+from yolo_ft.review.api import HIGH_CONF, SMALL_AREA
 from yolo_ft.review.fiftyone import GT_FIELD, ModelFields
-
-SMALL_AREA = 32 * 32
-HIGH_CONF = 0.5
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ The plan reaches the trainer through the ``YOLO_FT_PLAN`` environment variable, 
 launcher re-creates the trainer in a subprocess from its class and args only (args reject unknown keys);
 environment variables are inherited by that subprocess. Under DDP the model is re-wrapped at each stage
 change, since DistributedDataParallel only all-reduces parameters that required grad when it was built.
+Limitation: that DDP path (``--device 0,1``) is written against Ultralytics 8.4.190's DDP launcher but has
+not been run on a multi-GPU machine yet; single-GPU and CPU runs are what the tests and benchmarks cover.
 """
 
 from __future__ import annotations
@@ -166,9 +168,13 @@ class StagedDetectionTrainer(DetectionTrainer):
                 p.requires_grad_(True)
         if isinstance(self.model, nn.parallel.DistributedDataParallel) and i != self._ddp_stage:
             # DDP only hooks parameters that required grad at construction: rebuild it for the new stage.
+            # All ranks reach this at the same epoch (the constructor broadcasts parameters from rank 0). Dropping
+            # the old wrapper frees its reducer, which removes its autograd hooks from the parameters.
+            old = self.model
             self.model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index], find_unused_parameters=True
+                model, device_ids=[self.device.index], find_unused_parameters=not bool(self.args.compile)
             )
+            del old
             self._ddp_stage = i
         self._applied_stage = i
         newly = set(stage.trainable) - (set(self.plan.stages[i - 1].trainable) if i > 0 else set(stage.trainable))

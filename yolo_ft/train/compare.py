@@ -117,6 +117,7 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 
 def _run_jobs(jobs: list[dict], parallel: int, out: Path, progress: bool) -> None:
     todo = [j for j in jobs if not (Path(j["run_dir"]) / "summary.json").is_file()]
+    todo.sort(key=lambda j: -j["fraction"])  # longest runs first, so the last wave is made of short ones
     if parallel == 1:
         from yolo_ft.train.api import train
 

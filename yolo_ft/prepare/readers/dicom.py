@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo_ft.utils.images import pil_open
 from yolo_ft.prepare.readers import masks as mask_reader
 from yolo_ft.prepare.readers._support import describe_error, finite_float
 from yolo_ft.records import Box, Problem, Record
@@ -74,7 +75,7 @@ def _is_16bit(path: Path) -> bool:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with pil_open(path) as im:
             return im.mode in _SIXTEEN_BIT_MODES
     except Exception:  # noqa: BLE001 - unreadable images are the validator's to report
         return False
@@ -187,7 +188,7 @@ class WindowedSlice:
         else:
             from PIL import Image
 
-            with Image.open(self.path) as im:
+            with pil_open(self.path) as im:
                 raw = np.asarray(im)
             hu = raw.astype(np.float64) * self.slope + self.intercept
             out = apply_window(hu, self.window)
@@ -305,7 +306,7 @@ def _sidecar_boxes(path, width, height, class_names, mask_index, mask_opts, sour
         if width is None or height is None:
             from PIL import Image
 
-            with Image.open(path) as im:
+            with pil_open(path) as im:
                 width, height = im.size
         boxes += _yolo_boxes(txt, width, height, class_names)
     if mask_index:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo_ft.utils.images import pil_open
 from yolo_ft.prepare.readers._support import IMAGE_SUFFIXES, canonical_split, describe_error
 from yolo_ft.records import Box, Problem, Record
 
@@ -147,7 +148,7 @@ def _check_size(image: Path, shape: tuple[int, ...]) -> None:
     from PIL import Image
 
     try:
-        with Image.open(image) as im:
+        with pil_open(image) as im:
             w, h = im.size
     except Exception:  # noqa: BLE001 - an unreadable image is reported by validation
         return
@@ -194,7 +195,7 @@ def load_mask(path: Path) -> np.ndarray:
     """A 2-D array of mask values: palette indices for ``P`` masks, grey levels otherwise."""
     from PIL import Image
 
-    with Image.open(path) as im:
+    with pil_open(path) as im:
         im.load()
         if im.mode == "1":
             im = im.convert("L")

@@ -150,6 +150,9 @@ def _split_target(root: Path, value: str, source_root: Path) -> Path | None:
     while v.startswith("../"):  # Roboflow writes ../train/images next to the yaml
         v = v[3:]
         attempts.append(v)
+    if value.startswith("/"):  # another machine's absolute path: try its tail inside the root
+        parts = Path(value).parts[1:]
+        attempts += ["/".join(parts[-k:]) for k in range(min(3, len(parts)), 0, -1)]
     for a in attempts:
         try:
             rel = os.path.relpath(root / a, source_root) if not a.startswith("/") else a

@@ -1,0 +1,60 @@
+"""The runtime's letterbox, rescaling and NMS equal Ultralytics' own functions, shape by shape and box by
+box (Ultralytics is the reference here; the runtime itself never imports it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from yolo_ft.runtime import letterbox, non_max_suppression, scale_boxes
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 1400), w=st.integers(1, 1400), size=st.sampled_from([64, 128, 320, 640]),
+       auto=st.booleans())
+def test_letterbox_equals_ultralytics(h, w, size, auto):
+    from ultralytics.data.augment import LetterBox
+
+    img = np.random.default_rng(h * 7 + w).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    ref = LetterBox((size, size), auto=auto, stride=32)(image=img.copy())
+    got, _ = letterbox(img, (size, size), auto=auto, stride=32)
+    assert got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(8, 1400), w=st.integers(8, 1400), size=st.sampled_from([64, 320, 640]), auto=st.booleans())
+def test_scale_boxes_equals_ultralytics(h, w, size, auto):
+    from ultralytics.utils.ops import scale_boxes as ul_scale_boxes
+
+    boxed, _ = letterbox(np.zeros((h, w, 3), np.uint8), (size, size), auto=auto)
+    in_hw = boxed.shape[:2]
+    rng = np.random.default_rng(h + w)
+    xy = rng.uniform(-10, max(in_hw) + 10, (20, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 100, (20, 2)).astype(np.float32)], 1)
+    ref = ul_scale_boxes(in_hw, torch.from_numpy(boxes.copy()), (h, w)).numpy()
+    got = scale_boxes(boxes.copy(), in_hw, (h, w))
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("conf,iou,max_det", [(0.25, 0.7, 300), (0.001, 0.45, 300), (0.05, 0.7, 10)])
+def test_nms_equals_ultralytics(seed, conf, iou, max_det):
+    """Clustered random boxes over 3 classes: overlapping same-class boxes must be suppressed exactly as
+    Ultralytics does (class-aware, conf on the best class, max_det cap)."""
+    from ultralytics.utils.nms import non_max_suppression as ul_nms
+
+    rng = np.random.default_rng(seed)
+    n, nc = 2000, 3
+    centers = rng.uniform(50, 590, (12, 2))
+    c = centers[rng.integers(0, 12, n)] + rng.normal(0, 8, (n, 2))
+    wh = rng.uniform(20, 120, (n, 2))
+    scores = rng.uniform(0, 1, (n, nc)) ** 3
+    pred = np.concatenate([c, wh, scores], 1).T[None].astype(np.float32)  # (1, 4 + nc, n)
+    ref = ul_nms(torch.from_numpy(pred.copy()), conf, iou, max_det=max_det)[0].numpy()
+    got = non_max_suppression(pred[0], conf, iou, max_det)
+    assert got.shape == ref.shape and len(ref) > 0
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-4)
