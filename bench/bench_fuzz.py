@@ -7,7 +7,8 @@ source root is read into the output; no data file runs code), and prints cases g
 (must be 0), how the cases ended and the time per case. With ``--save-crashes`` each crashing case
 is stored in tests/reliability/corpus/<format>/crash_<n>/ so it is replayed as a regression test.
 ``--write-corpus`` rewrites the curated corpus cases; ``--kills N`` also runs the SIGKILL test of
-``yolo-ft prepare`` with N kills.
+``yolo-ft prepare`` with N kills; ``--train-kill`` SIGKILLs ``yolo-ft train`` right after its first
+stage checkpoint and checks that ``--resume`` finishes the second stage.
 
     .venv/bin/python bench/bench_fuzz.py                       # 1000 cases per reader
     .venv/bin/python bench/bench_fuzz.py --examples 3000 --formats coco,voc --save-crashes
@@ -62,6 +63,46 @@ def fuzz(fmt: str, examples: int, seed: int, save: bool) -> dict:
     return {"stats": stats, "crashes": len(crashes)}
 
 
+def kill_train(work: Path) -> str:
+    """SIGKILL `yolo-ft train` (two-stage, 4 epochs, imgsz 64) once the head stage's checkpoint exists,
+    then `yolo-ft train --resume`: the run must finish in the second stage with all 4 epochs logged."""
+    import json
+    import shutil
+    import signal
+
+    kidney = Path(os.environ.get("YOLO_FT_SHARED", REPO.parent / "shared")) / "datasets" / "kidney-stone-ct-yolo"
+    data = work / "data"
+    for split, dst, n in (("train", "train", 24), ("validation", "val", 8)):
+        imgs = sorted((kidney / "datasets/images" / split).iterdir())[:: 10][:n]
+        for img in imgs:
+            for kind, src in (("images", img), ("labels", kidney / "datasets/labels" / split / (img.stem + ".txt"))):
+                (data / kind / dst).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, data / kind / dst / src.name)
+    (data / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames: {{0: KIDNEY_STONE}}\n")
+    run = work / "run"
+    cmd = [sys.executable, "-m", "yolo_ft", "train", "--data", str(data / "data.yaml"), "--out", str(run),
+           "--epochs", "4", "--unfreeze-at", "2", "--imgsz", "64", "--batch", "8", "--device", "cpu", "--workers", "0"]
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t = time.monotonic()
+    while p.poll() is None and not (run / "weights" / "head.pt").exists() and time.monotonic() - t < 900:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    killed_after = time.monotonic() - t
+    if (run / "summary.json").exists():
+        return "train finished before the kill"
+    r = subprocess.run([sys.executable, "-m", "yolo_ft", "train", "--resume", "--out", str(run)], cwd=REPO,
+                       capture_output=True, text=True, check=False)
+    if r.returncode:
+        return f"resume FAILED ({r.returncode}): {r.stderr[-1500:]}"
+    summary = json.loads((run / "summary.json").read_text())
+    stages = [(s["name"], s["epochs"]) for s in summary["stages"]]
+    epochs = [e["epoch"] for e in summary["per_epoch"]]
+    ok = epochs == [1, 2, 3, 4] and [n for n, _ in stages] == ["head", "full"]
+    return (f"{'OK' if ok else 'WRONG'}: killed {killed_after:.0f}s in (head.pt written), resumed; "
+            f"epochs {epochs}, stages {stages}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--examples", type=int, default=1000, help="cases per reader (default 1000)")
@@ -70,6 +111,7 @@ def main() -> None:
     ap.add_argument("--save-crashes", action="store_true", help="store crashing cases in the corpus")
     ap.add_argument("--write-corpus", action="store_true", help="(re)write the curated corpus cases")
     ap.add_argument("--kills", type=int, default=0, help="also SIGKILL `yolo-ft prepare` this many times")
+    ap.add_argument("--train-kill", action="store_true", help="also SIGKILL `yolo-ft train` mid-run and --resume")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     if args.write_corpus:
@@ -104,6 +146,11 @@ def main() -> None:
               f"({time.perf_counter() - t:.0f}s)")
         if r.returncode:
             print(r.stdout[-3000:])
+    if args.train_kill:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="train-kill-") as td:
+            print(f"\nSIGKILL of yolo-ft train after the head stage, then --resume: {kill_train(Path(td))}")
     if rows and sum(r["crashes"] for _, r in rows):
         raise SystemExit(1)
 

@@ -1,8 +1,8 @@
 """Side-by-side CPU latency of YOLO11n at 640, batch 1: Ultralytics PyTorch predict, Ultralytics ONNX
 predict, bare onnxruntime ``session.run``, yolo_ft.runtime fp32 and int8.
 
-Methods are timed round-robin (one call of each per round) so a neighbour's load on a shared machine
-hits all of them alike; the median over the rounds is reported.
+Methods are timed round-robin in short blocks so a neighbour's load on a shared machine hits all of
+them alike; medians and paired (same-round) ratios are reported.
 
     .venv/bin/python bench/bench_runtime.py [--model yolo_ft/assets/yolo11n_coco.pt] [--runs 30]
 """
@@ -39,11 +39,33 @@ def _calib_yaml(tmp: Path, shared: Path) -> Path:
     return y
 
 
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t) * 1e3
+
+
+def _ab(f1, f2, pairs: int) -> tuple[float, float, float]:
+    """Adjacent A/B pairs (order alternating, so any carry-over hits both alike): median t1, t2, t1/t2."""
+    t1, t2 = [], []
+    for i in range(pairs):
+        if i % 2:
+            t2.append(_timed(f2))
+            t1.append(_timed(f1))
+        else:
+            t1.append(_timed(f1))
+            t2.append(_timed(f2))
+    r = [a / b for a, b in zip(t1, t2)]
+    return statistics.median(t1), statistics.median(t2), statistics.median(r)  # r: median of per-pair ratios
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "yolo_ft/assets/yolo11n_coco.pt"))
-    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=15, help="rounds")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--block", type=int, default=3, help="timed calls per method per round")
+    ap.add_argument("--pairs", type=int, default=40, help="adjacent A/B pairs per target ratio")
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     args = ap.parse_args()
 
@@ -110,31 +132,71 @@ def main() -> int:
         f"yolo_ft.runtime int8 ({r8['int8_gate']['scheme']})": lambda: det8.predict(img),
         "yolo_ft.runtime int8 (conv)": lambda: det8c.predict(img),
     }
+    int8_key = f"yolo_ft.runtime int8 ({r8['int8_gate']['scheme']})"
     for f in methods.values():
         for _ in range(args.warmup):
             f()
+    # Blocks, round-robin: per round each method runs 1 untimed + `--block` timed calls in a row. The untimed
+    # call absorbs the switch: ONNX Runtime's thread pool keeps spinning for a moment after a run, and on 2
+    # cores the previous session's spinning threads would otherwise slow whichever method comes next.
     times: dict[str, list[float]] = {k: [] for k in methods}
-    for _ in range(args.runs):
-        for k, f in methods.items():
-            t = time.perf_counter()
+    order = list(methods.items())
+    for r in range(args.runs):
+        for k, f in order if r % 2 == 0 else order[::-1]:  # alternate direction: no method always follows another
             f()
-            times[k].append((time.perf_counter() - t) * 1e3)
+            for _ in range(args.block):
+                times[k].append(_timed(f))
     med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
     q = {k: (np.percentile(v, 25), np.percentile(v, 75)) for k, v in times.items()}
     base, pyt, rt32 = med["bare ORT session.run fp32"], med["Ultralytics PyTorch predict"], med["yolo_ft.runtime fp32"]
-    print(f"\nYOLO11n 640x640, batch 1, CPU ({os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-          f"onnxruntime {ort.__version__}), median of {args.runs} round-robin runs after {args.warmup} warm-up")
-    print(f"{'method':32s} {'ms/img':>8s} {'IQR':>15s} {'vs bare ORT':>12s} {'PyTorch / it':>13s}")
+    print(f"\nload average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine: "
+          "medians drift with the neighbours' load; the min column is the least-disturbed run)")
+    print(f"YOLO11n 640x640, batch 1, CPU ({os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+          f"onnxruntime {ort.__version__}), median of {args.runs} rounds x {args.block} calls after {args.warmup} warm-up")
+    # Paired ratios: each timed call against the bare session / PyTorch call of the same round and position
+    # in the block, then the median. Load that drifts between rounds cancels out.
+    tb, tp = np.array(times["bare ORT session.run fp32"]), np.array(times["Ultralytics PyTorch predict"])
+    paired = {k: (float(np.median(np.array(v) / tb)), float(np.median(tp / np.array(v)))) for k, v in times.items()}
+    print(f"{'method':32s} {'median':>8s} {'IQR':>15s} {'vs bare ORT':>12s} {'PyTorch / it':>13s} "
+          f"{'min':>7s} {'paired vs ORT':>14s} {'paired PyTorch/it':>18s}")
     for k, v in med.items():
         lo, hi = q[k]
-        print(f"{k:32s} {v:8.1f} {f'{lo:.1f}-{hi:.1f}':>15s} {v / base:11.3f}x {pyt / v:12.2f}x")
+        b = best[k]
+        print(f"{k:32s} {v:8.1f} {f'{lo:.1f}-{hi:.1f}':>15s} {v / base:11.3f}x {pyt / v:12.2f}x "
+              f"{b:7.1f} {paired[k][0]:13.3f}x {paired[k][1]:17.2f}x")
+    # The three target ratios again, each from adjacent A/B pairs: the most load-robust figure here.
+    print(f"\nadjacent A/B pairs ({args.pairs} each, order alternating), ratio of medians:")
+    a, b, r = _ab(methods["yolo_ft.runtime fp32"], methods["bare ORT session.run fp32"], args.pairs)
+    print(f"  runtime fp32 {a:.1f} ms / bare ORT {b:.1f} ms = {a / b:.3f} (per-pair median {r:.3f})  (target <= 1.05)")
+    a, b, r = _ab(methods["Ultralytics PyTorch predict"], methods["yolo_ft.runtime fp32"], args.pairs)
+    print(f"  PyTorch predict {a:.1f} ms / runtime fp32 {b:.1f} ms = {a / b:.2f}x (per-pair {r:.2f}x)  (target >= 2.3)")
+    a, b, r = _ab(methods["yolo_ft.runtime fp32"], methods[int8_key], args.pairs)
+    print(f"  runtime fp32 {a:.1f} ms / runtime int8 {b:.1f} ms = {a / b:.2f}x (per-pair {r:.2f}x)  (target >= 1.6)")
     d32 = det32.predict(img)[0]
     d8 = det8.predict(img)[0]
-    print(f"\nruntime fp32 / bare ORT: {rt32 / base:.3f} (target <= 1.05)")
-    print(f"PyTorch predict / runtime fp32: {pyt / rt32:.2f}x (target >= 2.3)")
-    int8_key = f"yolo_ft.runtime int8 ({r8['int8_gate']['scheme']})"
-    print(f"runtime fp32 / runtime int8: {rt32 / med[int8_key]:.2f}x (target >= 1.6); "
-          f"conv-only scheme {rt32 / med['yolo_ft.runtime int8 (conv)']:.2f}x")
+    # The runtime's own work, timed alone: what it adds on top of session.run.
+    raw = bare.run(None, {name: blob})[0]
+
+    def pre() -> None:
+        to_blob([letterbox(img, (640, 640))[0]])
+
+    def post() -> None:
+        det32._postprocess(raw[0], (640, 640), img.shape[:2], img, 0.25, 0.7, 300)
+
+    pre_ms = statistics.median([_timed(pre) for _ in range(200)])
+    post_ms = statistics.median([_timed(post) for _ in range(200)])
+    print(f"runtime pre-processing {pre_ms:.2f} ms + post-processing {post_ms:.2f} ms = "
+          f"{(pre_ms + post_ms) / best['bare ORT session.run fp32'] * 100:.1f}% of the fastest bare session.run")
+    print(f"\nruntime fp32 / bare ORT: median {rt32 / base:.3f}, paired {paired['yolo_ft.runtime fp32'][0]:.3f} "
+          f"(target <= 1.05)")
+    print(f"PyTorch predict / runtime fp32: median {pyt / rt32:.2f}x, paired {paired['yolo_ft.runtime fp32'][1]:.2f}x "
+          f"(target >= 2.3)")
+    t32 = np.array(times["yolo_ft.runtime fp32"])
+    p8 = float(np.median(t32 / np.array(times[int8_key])))
+    print(f"runtime fp32 / runtime int8: median {rt32 / med[int8_key]:.2f}x, paired {p8:.2f}x "
+          f"(target >= 1.6); conv-only scheme median {rt32 / med['yolo_ft.runtime int8 (conv)']:.2f}x, "
+          f"paired {float(np.median(t32 / np.array(times['yolo_ft.runtime int8 (conv)']))):.2f}x")
     print(f"detections on the crop: fp32 {len(d32)} {d32.class_name}, int8 {len(d8)} {d8.class_name}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0

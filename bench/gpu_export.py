@@ -3,7 +3,9 @@ the fp16 model on the CUDA execution provider at batch 1 and 8 vs the fp32 model
 
     python bench/gpu_export.py [--model yolo_ft/assets/yolo11n_coco.pt] [--imgsz 640] [--runs 50]
 
-Needs onnxruntime-gpu (same version as onnxruntime) in place of onnxruntime; nothing is downloaded.
+Needs onnxruntime-gpu (same version as onnxruntime) in place of onnxruntime; nothing is downloaded. If the
+wheels were installed with `pip install --target DIR`, run with PYTHONPATH=DIR. The export's parity check
+runs on the CPU provider; the timings use CUDA (fp16, dynamic batch) and CPU (fp32) providers.
 Prints a table and exits 1 if the CUDA provider could not be used (the reason is printed).
 """
 

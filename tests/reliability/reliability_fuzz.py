@@ -66,7 +66,7 @@ def canary_bytes() -> bytes:
 NASTY_STRINGS = [
     "", " ", "img0.png", "img1.jpg", "img 0.png", "../canary.png", "../../canary.png", CANARY_ABS,
     "/etc/passwd", "..\\canary.png", "C:\\Windows\\win.ini", "file:///etc/passwd", "img0.png\x00.txt",
-    "ü", "腎臓", "🙂", "\u202e", "\ud800", "a" * 300, "NaN", "nan", "inf", "-inf", "1e400", "-1e400", "12px",
+    "ü", "腎臓", "🙂", "\u202e", "\ud800", "a" * 300, "b" * 300 + ".png", "NaN", "nan", "inf", "-inf", "1e400", "-1e400", "12px",
     "0x10", "-5", "5", "0", "1", "0.5", "1,5", "%s%n", "<", "&", "]]>", "\n", "\t", "null", "true", "[]", "{}",
     "canary_dir/x.png", "sub/../img0.png", "./img0.png", "IMG0.PNG", "img0", ".png", DEEP,
 ]
@@ -268,7 +268,8 @@ def yolo_case(draw) -> tuple[dict, str]:
         files["data.yaml"] = draw(st.sampled_from(HOSTILE_YAML)).encode()
     elif yaml_kind == "list":
         entries = draw(st.lists(st.sampled_from(["images/train/img0.png", "./images/train/img1.jpg", "../canary.png",
-                                                 CANARY_ABS, "images/train/missing.png", ""]), max_size=4))
+                                                 CANARY_ABS, "images/train/missing.png", "", "n" * 300 + ".png"]),
+                                max_size=4))
         files["train.txt"] = "\n".join(entries).encode()
         files["data.yaml"] = b"train: train.txt\nval: train.txt\nnames: [a, b]\n"
     if draw(st.integers(0, 5)) == 0:
@@ -799,6 +800,9 @@ def check_prepare(fmt: str, src: Path, out: Path, options: dict, canary: bytes |
                 failures.append("InvalidDatasetError raised with skip_invalid=True")
             if not e.problems or any(not p.file or not p.problem for p in e.problems):
                 failures.append(f"InvalidDatasetError without named problems: {e.problems!r}")
+            outside = [p for p in e.problems if not _inside(p.file, src)]
+            if outside:
+                failures.append(f"problems naming files outside the source root: {outside[:3]!r}")
             if out.exists() or _leftovers(out):
                 failures.append(f"strict failure left output behind: {out.exists()} {_leftovers(out)}")
             if not skip:
@@ -929,9 +933,14 @@ def curated_cases() -> list[tuple[str, str, dict, dict, str, list[str]]]:
         ("yolo", "image_list_escapes", {**yolo_ok, "train.txt": f"../canary.png\n{CANARY_ABS}\nimages/train/img0.png\n".encode(),
                                         "data.yaml": b"train: train.txt\nval: images/val\nnames: [a]\n"}, {},
          "a .txt image list naming files outside the root", ["escapes", "absolute"]),
+        ("yolo", "too_long_names", {**yolo_ok, "list.txt": ("x" * 300 + ".png\nimages/train/img0.png\n").encode(),
+                                    "data.yaml": ("path: " + "p" * 300 + "\ntrain: list.txt\nval: " + "v" * 300
+                                                  + "\nnames: [a]\n").encode()}, {},
+         "names longer than the file system allows (ENAMETOOLONG) in path:, a split entry and an image list",
+         ["File name too long"]),
         ("coco", "nan_inf_huge_bbox", {"img0.png": img0, "img1.png": img1, "train.json": dumps_json({
             **coco, "annotations": [{**coco["annotations"][0], "bbox": [float("nan"), 1, 5, 5]},
-                                    {**coco["annotations"][1], "bbox": [1, 1, 10**400 if False else 1e308 * 10, 5]}]}).encode()},
+                                    {**coco["annotations"][1], "bbox": [1, 1, float("inf"), 5]}]}).encode()},
          {}, "NaN and Infinity bbox values (json allows them)", ["not finite"]),
         ("coco", "duplicate_ids", {"img0.png": img0, "img1.png": img1, "train.json": dumps_json({
             **coco, "images": coco["images"] + [{**coco["images"][0], "file_name": "img1.png"}],
@@ -972,6 +981,13 @@ def curated_cases() -> list[tuple[str, str, dict, dict, str, list[str]]]:
             "b.json": dumps_json({**labelme_base("missing.png"), "imageData": "!!notbase64!!"}).encode(),
             "c.json": dumps_json({**labelme_base("img0.png"), "shapes": [{"label": "a", "points": [[1, 1], [float("inf"), 2]]}]}).encode()},
          {}, "imagePath escaping, undecodable imageData, infinite point", ["escapes", "base64", "not finite"]),
+        ("labelme", "odd_class_names", {
+            **{f"img{i}.png": tiny_image(i) for i in range(6)},
+            **{f"a{i}.json": dumps_json({**labelme_base(f"img{i}.png"), "shapes": [
+                {"label": lab, "points": [[2, 3], [20, 15]], "shape_type": "rectangle"}]}).encode()
+               for i, lab in enumerate(["9" * 5000, "x" + "9" * 5000, "99999999999", "²", "a\x85b", "腎臓 stone"])}},
+         {}, "class names that are huge numbers (int() limit, 10^11 bare ids), a superscript digit, a NEL that "
+             "PyYAML folds, CJK: all kept exactly", []),
         ("labelme", "utf16_and_deep", {"img0.png": img0, "a.json": dumps_json(labelme_base("img0.png")).encode("utf-16"),
                                         "b.json": ('{"shapes": ' + "[" * 5_000 + "]" * 5_000 + ', "imagePath": "img0.png"}').encode()},
          {}, "UTF-16 JSON (read correctly: json detects UTF-16); deep nesting", ["nested too deeply"]),
@@ -986,7 +1002,7 @@ def curated_cases() -> list[tuple[str, str, dict, dict, str, list[str]]]:
                                                "a.txt": lbl, "b.txt": lbl, "c.txt": lbl, "d.txt": lbl},
          {}, "truncated file, Rows larger than the pixel data, impossible BitsStored, preamble only",
          ["a.dcm", "b.dcm", "c.dcm", "d.dcm"]),
-        ("dicom", "nan_rescale_and_window", {"a.dcm": _dicom_ok(4).replace(b"", b"", 0), "a.txt": b"0 0.5 nan 0.2 0.2\n"},
+        ("dicom", "nan_rescale_and_window", {"a.dcm": _dicom_ok(4), "a.txt": b"0 0.5 nan 0.2 0.2\n"},
          {"window": "nan,400"}, "NaN window option; NaN in the sidecar label", ["window"]),
     ]
     return cases

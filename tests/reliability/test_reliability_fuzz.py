@@ -9,7 +9,7 @@ images and masks, broken DICOM headers). For each case the property of
 problem; ``prepare`` writes a valid dataset or raises a YoloFtError and writes nothing; nothing
 outside the source root reaches the output; no data file runs code.
 
-Budget: ``RELIABILITY_FUZZ_EXAMPLES`` per reader (default 60); bench/bench_fuzz.py runs thousands.
+Budget: ``RELIABILITY_FUZZ_EXAMPLES`` per reader (default 100); bench/bench_fuzz.py runs thousands.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 
 import reliability_fuzz as rf
 
-EXAMPLES = int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "100"))
 
 
 @pytest.mark.parametrize("fmt", rf.FORMATS)

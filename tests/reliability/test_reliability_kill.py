@@ -107,6 +107,23 @@ def test_prepare_killed_at_random_points_leaves_nothing_or_a_complete_dataset(ki
     assert outcomes["absent"] > 0, outcomes  # the kills did land mid-run
 
 
+def test_prepare_interrupted_with_ctrl_c_cleans_up_and_exits_130(kidney_yolo: Path, tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) is not SIGKILL: the temp dir is removed, the CLI says so and exits 130."""
+    src = build_source(kidney_yolo, tmp_path / "src", n=160)
+    out = tmp_path / "out"
+    p = subprocess.Popen(cli("prepare", str(src), "--out", str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         cwd=REPO, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob(".out.*.partial")):  # wait until it is writing
+        time.sleep(0.01)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        pytest.skip("prepare finished before the interrupt landed")
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err, err[-2000:]
+    assert not out.exists() and not list(tmp_path.glob(".out.*")), list(tmp_path.iterdir())
+
+
 def _onnx_outputs(path: Path, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
@@ -147,8 +164,31 @@ def test_export_killed_leaves_no_half_written_onnx(tiny_trained_model: Path, tin
         assert all(n.startswith(".model.onnx.") or n in ("model.onnx", "model.onnx.json") for n in leftovers), leftovers
         assert "model.onnx" not in leftovers or mode == "random", f"{mode}: a model appeared before the checks ran"
         shutil.rmtree(out_dir, ignore_errors=True)
+    assert ref_json["precision"] == "fp32" and ref_json["parity"]["passed"]
 
-    # After the kills, a normal run writes the same model.
-    subprocess.run(args, check=True, capture_output=True, cwd=REPO, timeout=600)
-    np.testing.assert_allclose(_onnx_outputs(target, x), ref_out, rtol=1e-4, atol=1e-4)
-    assert json.loads((out_dir / "model.onnx.json").read_text())["source"]["sha256"] == ref_json["source"]["sha256"]
+
+def test_cv2_is_imported_before_prepare_starts_worker_threads() -> None:
+    """Regression: ``import cv2`` done for the first time inside a worker thread while another thread decoded
+    with PIL crashed ``yolo-ft prepare`` with SIGSEGV (about 1 run in 15 here; the kill test above caught it).
+    cv2 must already be loaded once the prepare pipeline is imported, before any thread starts."""
+    code = "import sys, yolo_ft.prepare.api; print('cv2' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True, timeout=120)
+    assert r.stdout.strip() == "True"
+
+
+def test_resume_from_a_checkpoint_cut_off_mid_write_is_a_clear_error(tmp_path: Path) -> None:
+    """Ultralytics writes last.pt with a plain write; a SIGKILL during it leaves a truncated file.
+    ``--resume`` must then say which file is damaged (exit 2), not crash with a torch traceback."""
+    from yolo_ft.records import YoloFtError
+    from yolo_ft.train.api import PLAN_FILE
+    from yolo_ft.train.schedules import build_plan
+
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    (run / PLAN_FILE).write_text(build_plan("two-stage", 3).to_json())
+    ckpt = (REPO / "yolo_ft" / "assets" / "yolo11n_coco.pt").read_bytes()
+    (run / "weights" / "last.pt").write_bytes(ckpt[: len(ckpt) // 2])
+    r = subprocess.run(cli("train", "--resume", "--out", str(run)), capture_output=True, text=True, cwd=REPO,
+                       timeout=300, check=False)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "last.pt" in r.stderr and "damaged" in r.stderr

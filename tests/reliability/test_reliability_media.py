@@ -270,3 +270,23 @@ def test_names_with_spaces_non_ascii_and_non_utf8(kidney_yolo: Path, tmp_path: P
     assert sorted(os.listdir(out / "labels" / "train")) == sorted(["腎臓_结石.txt", "Nieren-Stein_ä.txt"])
     json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["images"]["train"] == 2 and len(report["skipped"]) == 2
+
+
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_tiff_with_exif_rotation_is_reported_because_opencv_cannot_apply_it(orientation: int, tmp_path: Path) -> None:
+    """OpenCV (Ultralytics' loader) ignores a TIFF's orientation 2-4 and cannot read 5-8 at all, while PIL applies
+    it: labels in the displayed frame would not match the pixels trained on. Reported, not written."""
+    im = Image.fromarray(np.zeros((40, 60), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(im, "TIFF", exif=exif.tobytes())
+    path = tmp_path / "probe.tif"
+    path.write_bytes(data)
+    loaded = cv2.imread(str(path))
+    assert loaded is None or loaded.shape[:2] == (40, 60)  # what Ultralytics would train on: never the rotated frame
+    src = yolo_source(tmp_path / "src", {"scan.tif": data, "ok.png": encode(Image.fromarray(np.full((8, 8), 9, np.uint8)), "PNG")},
+                      {"scan": "0 0.5 0.5 0.2 0.2\n", "ok": ""})
+    with pytest.raises(InvalidDatasetError) as e:
+        prepare(src, tmp_path / "out")
+    (p,) = e.value.problems
+    assert p.file.endswith("scan.tif") and "orientation" in p.problem

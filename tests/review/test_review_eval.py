@@ -14,7 +14,6 @@ import fiftyone as fo
 import numpy as np
 import pytest
 import yaml
-from conftest import REVIEW_CONF
 from review_matching import coco_ap, match_image, read_gt_pixels
 
 from yolo_ft.review.yolo_data import label_path_for
@@ -27,9 +26,11 @@ def independent(reviewed, review_model, tiny_yolo_dataset):
 
     ds = fo.load_dataset(reviewed.dataset)
     names = {int(k): v for k, v in yaml.safe_load(tiny_yolo_dataset.read_text())["names"].items()}
+    conf = ds.info["models"][reviewed.pred_field]["conf"]  # what the review recorded it ran with
+    assert conf == 0.01
     paths = ds.values("filepath")
     # Same batch composition as the review (one batch of 16): Ultralytics' letterbox depends on it.
-    results = YOLO(str(review_model)).predict(paths, conf=REVIEW_CONF, iou=0.7, batch=16, verbose=False)
+    results = YOLO(str(review_model)).predict(paths, conf=conf, iou=0.7, batch=16, verbose=False)
     out = {}
     for path, r in zip(paths, results, strict=True):
         gts = read_gt_pixels(Path(path), label_path_for(Path(path)), names)

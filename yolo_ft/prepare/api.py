@@ -202,7 +202,7 @@ def prepare(
             "notes": [{"file": n.file, "note": n.problem} for n in notes[:_MAX_NOTES]],
             "notes_total": len(notes),
             "split": {
-                "mode": "source" if keep else "grouped", "fractions": list(fractions) if not keep else None,
+                "mode": "source" if keep else "grouped", "fractions": [round(f, 6) for f in fractions] if not keep else None,
                 "seed": seed, "group_by": group_by, "groups": len(set(groups)),
                 "largest_group": max(Counter(groups).values()), "straddling_groups": straddling,
             },

