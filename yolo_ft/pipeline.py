@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / "datasets" / "kidney-stone-sample"
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "cpu-smoke.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "cpu-demo.yaml"
 
 
 def run_demo(
@@ -28,9 +28,9 @@ def run_demo(
 ) -> dict:
     """Run every stage into ``out`` and return a summary of what each produced."""
     from yolo_ft.export import export
+    from yolo_ft.export.predict import predict
     from yolo_ft.prepare import prepare
     from yolo_ft.review import write_review_report
-    from yolo_ft.runtime import Detector
     from yolo_ft.train import train
     from yolo_ft.utils.atomic import atomic_write_json
 
@@ -59,12 +59,10 @@ def run_demo(
     timings["export_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    test_images = sorted((out / "dataset" / "images" / "test").iterdir())
-    detector = Detector(onnx_path)
-    preds = []
-    for image, det in zip(test_images, detector.predict([str(p) for p in test_images])):
-        preds.append({"image": str(image), "detections": det.to_list()})
-    atomic_write_json(out / "predictions.json", preds)
+    preds = predict(
+        onnx_path, [str(out / "dataset" / "images" / "test")],
+        out=out / "predictions.json", draw_dir=out / "predictions",
+    )
     timings["predict_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -83,6 +81,7 @@ def run_demo(
             "model_pt": str(best),
             "model_onnx": str(onnx_path),
             "predictions": str(out / "predictions.json"),
+            "predictions_drawn": str(out / "predictions"),
             "review_report": str(out / "review" / "index.html"),
         },
     }

@@ -30,7 +30,7 @@ def _cache(text: str) -> bool | str:
 
 def _tuning_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by train and compare; names match the config keys (dashes -> underscores)."""
-    p.add_argument("--config", help="YAML recipe: a path or a name in configs/ (default, kidney-stone, cpu-smoke)")
+    p.add_argument("--config", help="YAML recipe: a path or a name in configs/ (default, kidney-stone, cpu-smoke, cpu-demo)")
     p.add_argument("--unfreeze-at", type=int, help="epoch at which the backbone unfreezes (gradual: first step); "
                    "default ~15%% of --epochs")
     p.add_argument("--imgsz", type=int, help="training image size (640)")
