@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "yolo_ft.train.weights_cli",
     "yolo_ft.export.cli",
     "yolo_ft.review.cli",
+    "yolo_ft.evaluate",
     "yolo_ft.pipeline",
 )
 

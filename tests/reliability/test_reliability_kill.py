@@ -179,7 +179,6 @@ def test_cv2_is_imported_before_prepare_starts_worker_threads() -> None:
 def test_resume_from_a_checkpoint_cut_off_mid_write_is_a_clear_error(tmp_path: Path) -> None:
     """Ultralytics writes last.pt with a plain write; a SIGKILL during it leaves a truncated file.
     ``--resume`` must then say which file is damaged (exit 2), not crash with a torch traceback."""
-    from yolo_ft.records import YoloFtError
     from yolo_ft.train.api import PLAN_FILE
     from yolo_ft.train.schedules import build_plan
 

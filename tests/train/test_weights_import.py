@@ -30,9 +30,9 @@ from yolo_ft.train.bn_calibration import (  # noqa: E402
 from yolo_ft.train.onnx_import import (  # noqa: E402
     import_onnx_model,
     read_onnx_weights,
-    sha256_file,
 )
 from yolo_ft.train.weights import bundled_weights, compare_with_onnx, import_onnx_weights  # noqa: E402
+from yolo_ft.utils.hashing import sha256_file  # noqa: E402
 
 ONNX_SHA256 = "5ea9b19c6c4d89041175fd2d4f9d2e1581d16f37b817021d547278fc5e2f2b58"  # from shared/weights/SOURCE.md
 COCO_FIRST = {0: "person", 1: "bicycle", 2: "car", 5: "bus", 79: "toothbrush"}

@@ -8,7 +8,6 @@ renamed into place only after every check passed — a refused export leaves not
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import platform
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from yolo_ft.utils.hashing import sha256_file
 from yolo_ft.export import parity
 from yolo_ft.export.data import load_labelled, split_images
 from yolo_ft.export.metrics import map50
@@ -31,14 +31,6 @@ log = logging.getLogger(__name__)
 
 CHECK_CONF = 0.001  # low threshold: many boxes to compare, as in Ultralytics' val
 CHECK_IOU = 0.7
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _spread(items: Sequence[Path], n: int) -> list[Path]:
@@ -191,7 +183,7 @@ def export(
             verbose=False,
         )
         fp32_path = Path(exported)
-        meta = {"yolo_ft_precision": precision, "yolo_ft_source_sha256": sha256(model)}
+        meta = {"yolo_ft_precision": precision, "yolo_ft_source_sha256": sha256_file(model)}
         report: dict[str, Any] = {
             "model": out.name,
             "precision": precision,

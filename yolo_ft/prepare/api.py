@@ -349,7 +349,6 @@ def _write_augmented(tmp, good, table, splits, out_names, order, n, seed, class_
 def _decoded_size(data: bytes) -> tuple[int, int]:
     import io
 
-    from PIL import Image
 
     with pil_open(io.BytesIO(data)) as im:
         return im.size[1], im.size[0]

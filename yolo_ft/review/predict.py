@@ -8,7 +8,6 @@ guesses a size.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from yolo_ft.utils.hashing import sha256_file
 from yolo_ft.records import YoloFtError
 
 
@@ -41,12 +41,9 @@ class Predictor(Protocol):
 def model_tag(model: str | Path) -> str:
     """``<stem>_<8 hex of sha256>``: stable for one file, different for a retrained one, safe as a field name."""
     path = Path(model)
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    digest = sha256_file(path)
     stem = re.sub(r"[^a-z0-9]+", "_", path.stem.lower()).strip("_")[:24] or "model"
-    return f"{stem}_{h.hexdigest()[:8]}"
+    return f"{stem}_{digest[:8]}"
 
 
 class UltralyticsPredictor:

@@ -11,7 +11,6 @@ we dequantize, map every conv back onto ``model.{i}...`` of a model built from t
 from __future__ import annotations
 
 import ast
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo_ft.utils.hashing import sha256_file
 from yolo_ft.records import YoloFtError
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,6 @@ class OnnxWeights:
     metadata: dict[str, str]
     quantized: list[str] = field(default_factory=list)
     input_shape: tuple[int, ...] = ()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_onnx(path: Path):

@@ -72,7 +72,6 @@ def _is_dicom(path: Path) -> bool:
 def _is_16bit(path: Path) -> bool:
     if path.suffix.lower() not in _RASTER_SUFFIXES:
         return False
-    from PIL import Image
 
     try:
         with pil_open(path) as im:
@@ -186,7 +185,6 @@ class WindowedSlice:
             if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
                 out = 255 - out
         else:
-            from PIL import Image
 
             with pil_open(self.path) as im:
                 raw = np.asarray(im)
@@ -304,7 +302,6 @@ def _sidecar_boxes(path, width, height, class_names, mask_index, mask_opts, sour
     if txt.is_file():
         annotated = True
         if width is None or height is None:
-            from PIL import Image
 
             with pil_open(path) as im:
                 width, height = im.size

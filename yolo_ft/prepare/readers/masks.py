@@ -145,7 +145,6 @@ def _split_of(key: str) -> str | None:
 
 
 def _check_size(image: Path, shape: tuple[int, ...]) -> None:
-    from PIL import Image
 
     try:
         with pil_open(image) as im:
@@ -193,7 +192,6 @@ def parse_options(
 
 def load_mask(path: Path) -> np.ndarray:
     """A 2-D array of mask values: palette indices for ``P`` masks, grey levels otherwise."""
-    from PIL import Image
 
     with pil_open(path) as im:
         im.load()
