@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "rewarm_epochs": 1.0,  # linear LR ramp for groups unfrozen mid-run
     "model": "yolo11n",  # architecture for `scratch` and the default weights name
     "weights": None,  # None: resolve_weights(None) -> local yolo11n.pt or the bundled COCO checkpoint
+    "bn_calibrate": 0,  # N > 0: re-estimate the start model's BatchNorm stats on N train images (bn_start.py)
     "imgsz": 640,
     "batch": 16,
     "device": None,
@@ -206,6 +207,10 @@ def train(
         subset_dir = rundir.parent / f"{rundir.name}.subset" if ddp else rundir / "subset"
         data_used = str(subsample_train(data, float(s["fraction"]), int(s["seed"]), subset_dir))
     start = _resolve_start(s, plan)
+    if int(s["bn_calibrate"] or 0) > 0 and plan.pretrained:
+        from yolo_ft.train.bn_start import calibrated_start
+
+        start = str(calibrated_start(start, data_used, int(s["bn_calibrate"]), int(s["imgsz"]), rundir / "start.pt"))
     args = _ultralytics_args(s, plan, start, data_used, rundir)
     from yolo_ft.utils.atomic import atomic_write_text
 
