@@ -158,6 +158,9 @@ def export(
 
     from yolo_ft.runtime import Detector, load_image
 
+    from yolo_ft.utils.untrusted import warn_untrusted_checkpoint
+
+    warn_untrusted_checkpoint(model)
     torch_model = YOLO(str(model))
     if torch_model.task != "detect":
         raise YoloFtError(f"{model}: task '{torch_model.task}' is not supported (detection only)")

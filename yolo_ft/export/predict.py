@@ -48,6 +48,9 @@ def _predict_pt(model: Path, images: list[Path], conf: float, iou: float, max_de
     prepare_ultralytics()
     from ultralytics import YOLO
 
+    from yolo_ft.utils.untrusted import warn_untrusted_checkpoint
+
+    warn_untrusted_checkpoint(model)
     yolo = YOLO(str(model))
     out = []
     for img in images:

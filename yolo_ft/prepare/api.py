@@ -30,6 +30,8 @@ from yolo_ft.utils.paths import is_within
 
 Progress = Callable[[str, int, "int | None"], None]
 _BATCH = 256
+_MAX_BARE_ID = 10_000
+_ARCHIVES = frozenset({".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".gz", ".bz2", ".xz", ".7z", ".rar"})
 _MAX_NOTES = 1000
 _ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
             "dev": "val", "test": "test", "testing": "test"}
@@ -73,6 +75,9 @@ def prepare(
     progress = progress or (lambda stage, done, total: None)
     if not source.exists():
         raise YoloFtError(f"source {source} does not exist")
+    if source.is_file() and (source.suffix.lower() in _ARCHIVES or "".join(source.suffixes[-2:]).lower() in _ARCHIVES):
+        raise YoloFtError(f"{source} is an archive: yolo-ft does not extract archives (an entry such as ../x could "
+                          "land outside the target). Unpack it, check what it holds, and pass the folder.")
     for flag, d in (("--images", images_dir), ("--masks", masks_dir)):
         if d is not None and not d.is_dir():
             raise YoloFtError(f"{flag} {d} is not a folder")
@@ -293,7 +298,9 @@ def _split_balance_warnings(splits: Sequence[str], groups: Sequence[int], fracti
 
 
 def _natural_key(s: str) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
+    # Digit runs compare as numbers via (length, digits): int() refuses runs over 4300 digits, and isdigit()
+    # accepts characters like "²" that int() cannot read.
+    return [(len(t.lstrip("0")), t.lstrip("0")) if t.isdecimal() else t.lower() for t in re.split(r"(\d+)", s)]
 
 
 def _class_order(class_list, reader, source, samples, table, reader_options) -> tuple[list[str], list[str]]:
@@ -318,7 +325,10 @@ def _class_order(class_list, reader, source, samples, table, reader_options) -> 
                 continue
             seen.append(n)
         return seen, warnings
-    if used and all(u.isdigit() for u in used):  # bare YOLO ids: keep them as they are
+    # Bare YOLO ids: keep them as they are. A numeric *name* such as "99999999999" is not an id (it would
+    # allocate that many class names).
+    if used and all(u.isdecimal() and len(u) <= 6 and str(int(u)) == u for u in used) \
+            and max(int(u) for u in used) < _MAX_BARE_ID:
         return [str(i) for i in range(max(int(u) for u in used) + 1)], warnings
     return sorted(used, key=_natural_key), warnings
 

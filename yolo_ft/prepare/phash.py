@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# Imported here, at module load, not inside phash(): prepare runs phash in worker threads, and a first
+# ``import cv2`` in one thread while another thread was decoding with PIL crashed `yolo-ft prepare` with
+# SIGSEGV (seen in 1 of 16 runs; tests/reliability/test_reliability_kill.py).
+import cv2
 import numpy as np
 
 HASH_SIZE = 32  # side of the greyscale thumbnail the DCT runs on
@@ -21,8 +25,6 @@ DEFAULT_THRESHOLD = 2
 
 def phash(grey: np.ndarray) -> int:
     """64-bit pHash of a greyscale image (any size; resized to 32×32 with area averaging)."""
-    import cv2
-
     a = np.asarray(grey, dtype=np.float32)
     if a.shape != (HASH_SIZE, HASH_SIZE):
         a = cv2.resize(a, (HASH_SIZE, HASH_SIZE), interpolation=cv2.INTER_AREA)

@@ -118,6 +118,11 @@ def inspect_bytes(data: bytes, *, decode: bool = True, want_hash: bool = True, s
                 info.orientation = int(im.getexif().get(0x0112, 1) or 1)
             except Exception:  # noqa: BLE001 - a broken EXIF block only loses the orientation
                 info.orientation = 1
+            if im.format == "TIFF" and info.orientation not in (0, 1):
+                # OpenCV, which Ultralytics trains with, ignores a TIFF's orientation 2-4 and cannot read 5-8.
+                info.error = (f"TIFF with EXIF orientation {info.orientation}: OpenCV (used for training) does not "
+                              "apply it, so boxes would not match the pixels; save the image upright (orientation 1)")
+                return info
             if im.format == "PNG" and b"IEND" not in data[-64:]:
                 info.error = "image file is truncated (PNG has no IEND chunk)"
                 return info
@@ -147,7 +152,17 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+_HASH_MAX_SIDE = 1024  # the pHash looks at 32x32: bigger images are box-reduced first (memory, not accuracy)
+
+
 def _grey(im) -> np.ndarray:
+    # A 12000x12000 image would otherwise become a 576 MB float32 array (plus an L copy) per worker thread.
+    factor = min(im.size) // _HASH_MAX_SIDE
+    if factor > 1:
+        try:
+            im = im.reduce(factor)
+        except (ValueError, NotImplementedError):  # modes PIL cannot reduce: hash at full size
+            pass
     if im.mode in {"1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr", "PA", "RGBX"}:
         return np.asarray(im.convert("L"), dtype=np.float32)
     a = np.asarray(im, dtype=np.float32)  # 16-bit / float: pHash is scale-invariant, no windowing needed
@@ -286,7 +301,12 @@ def check_record(
         if img.suffix.lower() not in IMAGE_SUFFIXES:
             problem(_safe_str(img), f"image type {img.suffix or '(none)'} is not one Ultralytics can load")
             return out
-        if not img.is_file():
+        try:
+            found = img.is_file()
+        except OSError as e:  # e.g. a name too long for the file system
+            problem(ann, f"cannot use image path {img.name[:80]!r}: {e.strerror or e}")
+            return out
+        if not found:
             problem(ann, f"annotation refers to a missing image {img.name}")
             return out
         info = inspect_image(img, decode=decode, want_hash=near_dup)

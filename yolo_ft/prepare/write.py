@@ -100,7 +100,10 @@ def write_data_yaml(root: Path, final_path: Path, names: Sequence[str], counts: 
         "names": {i: n for i, n in enumerate(names)},
     }
     text = "# Written by yolo-ft prepare; see report.json for counts, problems and warnings.\n"
-    text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if yaml.safe_load(body) != data:  # PyYAML folds e.g. U+0085 inside quoted names: escape them instead
+        body = yaml.safe_dump(data, sort_keys=False, allow_unicode=False)
+    text += body
     atomic_write_text(root / "data.yaml", text)
 
 

@@ -56,6 +56,9 @@ class UltralyticsPredictor:
         prepare_ultralytics()
         from ultralytics import YOLO
 
+        from yolo_ft.utils.untrusted import warn_untrusted_checkpoint
+
+        warn_untrusted_checkpoint(model)
         self.model = YOLO(str(model))
         if getattr(self.model, "task", "detect") != "detect":
             raise YoloFtError(f"{model}: a '{self.model.task}' model, review needs a detection model")

@@ -207,6 +207,9 @@ def train(
         subset_dir = rundir.parent / f"{rundir.name}.subset" if ddp else rundir / "subset"
         data_used = str(subsample_train(data, float(s["fraction"]), int(s["seed"]), subset_dir))
     start = _resolve_start(s, plan)
+    from yolo_ft.utils.untrusted import warn_untrusted_checkpoint
+
+    warn_untrusted_checkpoint(start, what="start checkpoint")  # before anything unpickles it
     if int(s["bn_calibrate"] or 0) > 0 and plan.pretrained:
         from yolo_ft.train.bn_start import calibrated_start
 
@@ -231,7 +234,13 @@ def _resume(rundir: Path, callbacks, overrides: dict[str, Any]) -> dict[str, Any
     plan = Plan.from_json(plan_file.read_text())
     import torch
 
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as e:  # a SIGKILL while Ultralytics wrote last.pt (it is not written atomically)
+        raise YoloFtError(
+            f"{last}: checkpoint is damaged ({type(e).__name__}), probably cut off while it was being written; "
+            f"it cannot be resumed. The last complete stage checkpoint in {last.parent} can start a new run "
+            f"(--weights), or start over") from None
     if ckpt.get("optimizer") is None or int(ckpt.get("epoch", -1)) + 1 >= plan.epochs:
         raise YoloFtError(f"{rundir}: this run already finished; start a new run instead of --resume")
     del ckpt

@@ -90,6 +90,9 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
     try:
         yield tmp
         _fsync_dir(tmp)
+        if path.exists() and not overwrite:
+            # Another run created it while we were writing: never replace it without --overwrite.
+            raise FileExistsError(f"{path} was created by another process meanwhile (pass --overwrite to replace it)")
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "x")

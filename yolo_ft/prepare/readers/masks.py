@@ -167,6 +167,8 @@ def parse_options(
         min_area = int(min_area)
     except (TypeError, ValueError):
         raise ValueError("threshold, connectivity and min_area must be numbers") from None
+    if not np.isfinite(threshold):  # NaN/inf would make every mask silently empty (or all foreground)
+        raise ValueError(f"threshold must be a finite number, got {threshold}")
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
     if min_area < 1:

@@ -69,27 +69,82 @@ def find_yaml(source: Path) -> Path | None:
 
 
 def _load_yaml(path: Path) -> object:
+    cfg, _ = _read_yaml(path)
+    return cfg
+
+
+def _read_yaml(path: Path) -> tuple[object, str | None]:
+    """(parsed YAML, None) or (None, why it cannot be used). Always safe_load: tags never run code."""
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
+            return yaml.safe_load(f), None
+    except yaml.constructor.ConstructorError as e:
+        return None, f"YAML tag refused ({e.problem}): data files may not contain Python tags like !!python/object"
+    except yaml.YAMLError as e:
+        return None, f"not valid YAML: {str(e)[:300]}"
+    except UnicodeDecodeError:
+        return None, "YAML file is not UTF-8 text"
+    except OSError as e:
+        return None, f"cannot read YAML file: {e.strerror or e}"
+
+
+_MAX_CLASSES = 100_000  # more ids than this is a corrupt file, not a dataset (and would exhaust memory)
+
+
+def _yaml_problems(source: Path) -> list[Problem]:
+    """Dataset YAMLs that cannot be used: the source file itself, or a top-level *.yaml that does not parse.
+
+    Silently skipping a broken data.yaml would lose the class names (ids would become names).
+    """
+    if source.is_file():
+        files = [source] if source.suffix.lower() in {".yaml", ".yml"} else []
+    elif source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in {".yaml", ".yml"} and p.is_file())
+    else:
+        files = []
+    out = []
+    for p in files:
+        cfg, why = _read_yaml(p)
+        if why is None and isinstance(cfg, dict):
+            try:
+                _names_from_yaml(cfg)
+            except ValueError as e:
+                why = str(e)
+        if why is not None:
+            out.append(Problem(str(p), why))
+    return out
+
+
+def _class_name(value: object, where: str) -> str:
+    # A list or mapping here would be str()-ed into a "name"; with YAML aliases that string can be
+    # gigabytes (a billion-laughs file), so only scalars are names.
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+        raise ValueError(f"names: {where} must be a non-empty text name, got {type(value).__name__}")
+    return str(value)
 
 
 def _names_from_yaml(cfg: dict) -> dict[int, str] | None:
+    """id -> name from ``names`` (list or dict) or ``nc``; ValueError naming what is wrong."""
     names = cfg.get("names")
     if isinstance(names, list):
-        return {i: str(n) for i, n in enumerate(names)}
+        if len(names) > _MAX_CLASSES:
+            raise ValueError(f"names lists {len(names)} classes (more than {_MAX_CLASSES})")
+        return {i: _class_name(n, f"entry {i}") for i, n in enumerate(names)}
     if isinstance(names, dict):
         out: dict[int, str] = {}
         for k, v in names.items():
-            try:
-                out[int(k)] = str(v)
-            except (TypeError, ValueError):
-                continue
+            if isinstance(k, bool) or not isinstance(k, (int, str)) or not str(k).strip().isdigit() \
+                    or int(k) >= _MAX_CLASSES:
+                raise ValueError(f"names: key {str(k)[:40]!r} is not a class id (0, 1, 2, ...)")
+            out[int(k)] = _class_name(v, f"class {k}")
         return dict(sorted(out.items()))
-    if isinstance(cfg.get("nc"), int):
-        return {i: f"class_{i}" for i in range(cfg["nc"])}
+    if names is not None:
+        raise ValueError(f"names must be a list or an id: name mapping, got {type(names).__name__}")
+    nc = cfg.get("nc")
+    if isinstance(nc, int) and not isinstance(nc, bool):
+        if not 0 < nc <= _MAX_CLASSES:
+            raise ValueError(f"nc must be between 1 and {_MAX_CLASSES}, got {nc}")
+        return {i: f"class_{i}" for i in range(nc)}
     return None
 
 
@@ -126,11 +181,20 @@ def _dataset_root(yaml_path: Path, cfg: dict, source_root: Path) -> Path:
         candidates.append(base / pp.name)
     candidates.append(base)
     for c in candidates:
-        if c.is_dir() and is_within(c, source_root) and any(
+        if _safe_exists(c, "is_dir") and is_within(c, source_root) and any(
             _split_target(c, v, source_root) for v in _split_values(cfg)
         ):
             return c
     return base
+
+
+def _safe_exists(p: Path, test: str = "exists") -> bool:
+    """``p.exists()`` / ``p.is_dir()`` for a path taken from a file: False when the OS refuses the name
+    (e.g. a 300-character component raises ENAMETOOLONG), never an exception."""
+    try:
+        return bool(getattr(p, test)())
+    except OSError:
+        return False
 
 
 def _split_values(cfg: dict) -> list[str]:
@@ -161,7 +225,7 @@ def _split_target(root: Path, value: str, source_root: Path) -> Path | None:
             p = resolve_inside(source_root, rel, what="split path")
         except (UnsafePathError, ValueError):
             continue
-        if p.exists():
+        if _safe_exists(p):
             return p
     return None
 
@@ -177,7 +241,10 @@ def class_names(source: Path, **_: object) -> list[str] | None:
     if y is not None:
         cfg = _load_yaml(y)
         if isinstance(cfg, dict):
-            names = _names_from_yaml(cfg)
+            try:
+                names = _names_from_yaml(cfg)
+            except ValueError:  # read() reports it
+                return None
     if names is None:
         names = _names_from_class_file(_source_root(source))
     if not names:
@@ -190,7 +257,10 @@ def _id_to_name(source: Path) -> dict[int, str] | None:
     if y is not None:
         cfg = _load_yaml(y)
         if isinstance(cfg, dict):
-            n = _names_from_yaml(cfg)
+            try:
+                n = _names_from_yaml(cfg)
+            except ValueError:  # read() reports it
+                return None
             if n is not None:
                 return n
     return _names_from_class_file(_source_root(source))
@@ -270,8 +340,12 @@ def _image_list(list_file: Path, root: Path, source_root: Path) -> Iterator[Path
             base_rel = os.path.relpath(list_file.parent, source_root)
             cand = rel if base_rel == "." else f"{base_rel}/{rel}"
             p = resolve_inside(source_root, cand, what="image path")
-            if not p.exists():
+            if not _safe_exists(p):
                 p = resolve_inside(source_root, rel, what="image path")
+            p.exists()  # a name the OS refuses (too long, ...) raises here: reported below, never a crash
+        except OSError as e:
+            yield Problem(str(list_file), f"cannot use listed image path {rel[:80]!r}: {e.strerror or e}")
+            continue
         except UnsafePathError as e:
             yield Problem(str(list_file), f"{e}")
             continue
@@ -373,6 +447,14 @@ def read(source: Path, *, images: Path | None = None, masks: Path | None = None,
     each label is looked up at the same relative path (``.txt``) under ``source``.
     """
     source = Path(source)
+    if source.is_file() and source.suffix.lower() not in {".yaml", ".yml"}:
+        yield Problem(str(source), "a YOLO source is a dataset folder or its data.yaml; this file is neither "
+                                   "(archives are not extracted: unpack it and pass the folder)")
+        return
+    yaml_problems = _yaml_problems(source)
+    if yaml_problems:
+        yield from yaml_problems
+        return
     source_root = _source_root(source)
     names = _id_to_name(source)
     seen_labels: set[str] = set()  # str, not Path: this set grows with the dataset
