@@ -103,7 +103,7 @@ def test_resplit_is_grouped_reproducible_and_leak_free(kidney_yolo: Path, tmp_pa
     r2 = prepare(kidney_yolo, tmp_path / "b", resplit=True, seed=3)
     r3 = prepare(kidney_yolo, tmp_path / "c", resplit=True, seed=4)
     a, b, c = _split_files(tmp_path / "a"), _split_files(tmp_path / "b"), _split_files(tmp_path / "c")
-    assert a == b  # same seed, same split
+    assert a == b and r1["images"] == r2["images"] and r1["boxes"] == r2["boxes"]  # same seed, same split
     assert a != c  # another seed, another split
     assert r1["split"]["mode"] == "grouped" and r1["split"]["straddling_groups"] == 0
     assert sum(r1["images"].values()) == 642 and sum(r1["boxes"].values()) == 899
