@@ -18,7 +18,7 @@ def test_bundled_configs_load_and_only_use_known_keys():
     assert resolve_settings("cpu-smoke", {})["device"] == "cpu"
     demo = resolve_settings("cpu-demo", {})
     # the demo recipe must step the optimizer every batch (see the nbs note in configs/cpu-demo.yaml)
-    assert demo["device"] == "cpu" and demo["ultralytics"]["nbs"] == demo["batch"]
+    assert demo["device"] == "cpu" and demo["nbs"] == demo["batch"]
     # measured on GPU: the ct preset lost to default augmentation on kidney-stone CT (bench/results/)
     assert resolve_settings("kidney-stone", {})["augment"] == "default"
 
@@ -108,3 +108,19 @@ def test_subsample_is_seeded_stratified_and_leaves_val(kidney_yolo, tmp_path):
     assert d["names"] == {0: "KIDNEY_STONE"} and d["yolo_ft_subset"]["of"] == 500
     with pytest.raises(YoloFtError, match="fraction"):
         subsample_train(src, 1.5, 0, tmp_path / "d")
+
+
+def test_nbs_sets_the_optimizer_step_count(tiny_yolo_dataset, tmp_path):
+    """--nbs reaches Ultralytics: with nbs == batch every batch is an optimizer step (accumulate 1)."""
+    from yolo_ft.train import train
+
+    seen = {}
+
+    def grab(trainer):
+        seen["accumulate"], seen["nbs"] = trainer.accumulate, trainer.args.nbs
+
+    train(tiny_yolo_dataset, tmp_path / "r", schedule="full", epochs=1, imgsz=64, batch=8, nbs=8, device="cpu",
+          workers=0, amp=False, callbacks={"on_train_epoch_end": [grab]})
+    assert seen == {"accumulate": 1, "nbs": 8}
+    default = resolve_settings(None, {})
+    assert default["nbs"] is None  # Ultralytics' own 64 unless asked

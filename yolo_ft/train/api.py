@@ -55,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "fraction": 1.0,
     "cache": False,
+    # Ultralytics accumulates gradients until `nbs` images were seen (its default 64). On tiny datasets that
+    # leaves very few optimizer steps; nbs = batch steps every batch (see configs/cpu-demo.yaml). None: 64.
+    "nbs": None,
     "amp": True,
     "augment": "default",
     "val": True,
@@ -146,6 +149,7 @@ def _ultralytics_args(s: dict[str, Any], plan: Plan, start: str, data: str, rund
         "patience": int(s["patience"]),
         "seed": int(s["seed"]),
         "cache": s["cache"],
+        "nbs": int(s["nbs"]) if s["nbs"] else 64,
         "amp": s["amp"],
         "val": bool(s["val"]),
         "plots": bool(s["plots"]),

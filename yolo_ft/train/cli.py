@@ -50,13 +50,15 @@ def _tuning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (100)")
     p.add_argument("--workers", type=int, help="dataloader workers (8)")
     p.add_argument("--cache", type=_cache, help="cache images: ram, disk or false")
+    p.add_argument("--nbs", type=int, help="nominal batch size: gradients accumulate until this many images (64); "
+                   "set it to --batch on tiny datasets so every batch is an optimizer step")
     p.add_argument("--bn-calibrate", type=int, metavar="N",
                    help="re-estimate the start model's BatchNorm statistics on N training images first (0 = off)")
 
 
 _TUNING_KEYS = ("unfreeze_at", "imgsz", "batch", "device", "weights", "model", "augment", "optimizer", "lr0",
                 "backbone_lr_mult", "rewarm_epochs", "gradual_step", "warmup_epochs", "close_mosaic", "patience",
-                "workers", "cache", "bn_calibrate")
+                "workers", "cache", "bn_calibrate", "nbs")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
