@@ -235,24 +235,14 @@ def class_names(source: Path, **_: object) -> list[str] | None:
 
     Optional reader hook: the pipeline keeps this order so ids are preserved exactly.
     """
-    source = Path(source)
-    y = find_yaml(source)
-    names = None
-    if y is not None:
-        cfg = _load_yaml(y)
-        if isinstance(cfg, dict):
-            try:
-                names = _names_from_yaml(cfg)
-            except ValueError:  # read() reports it
-                return None
-    if names is None:
-        names = _names_from_class_file(_source_root(source))
+    names = _id_to_name(Path(source))
     if not names:
         return None
     return [names[k] for k in sorted(names)]
 
 
 def _id_to_name(source: Path) -> dict[int, str] | None:
+    """id -> name from the dataset yaml, else classes.txt/obj.names; None when unknown or unreadable."""
     y = find_yaml(source)
     if y is not None:
         cfg = _load_yaml(y)
