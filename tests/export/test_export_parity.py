@@ -24,6 +24,7 @@ def test_fp32_export_checks_parity_and_records_provenance(fp32_export, tiny_yolo
     assert out.is_file()
     saved = json.loads(out.with_name("model.onnx.json").read_text())
     assert saved["source"]["sha256"] == _sha256(pt)
+    assert saved["onnx_sha256"] == _sha256(out)  # the report names the exact model file it describes
     assert saved["source"]["train_data"] == str(tiny_yolo_dataset) and saved["source"]["train_epochs"] == 2
     assert "metrics/mAP50(B)" in saved["source"]["train_metrics"]
     assert saved["classes"] == {"0": "KIDNEY_STONE"}

@@ -277,6 +277,9 @@ def export(
                 )
         report["parity"] = check
         report["size_bytes"] = final_path.stat().st_size
+        # The exact file this report describes: model and report are two renames, so a reader can tell
+        # a report left over from an earlier export (a kill between the renames) by this hash.
+        report["onnx_sha256"] = sha256_file(final_path)
         report["seconds"] = round(time.time() - t0, 1)
         os.replace(final_path, out)
     atomic_write_json(out.with_name(out.name + ".json"), report)
