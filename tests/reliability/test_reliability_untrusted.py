@@ -256,3 +256,31 @@ def test_fiftyone_app_server_socket_is_bound_to_loopback(tmp_path: Path) -> None
     finally:
         session.close() if hasattr(session, "close") else None
         fo.delete_dataset(ds.name)
+
+
+def test_train_warns_about_label_caches_it_did_not_make(tiny_yolo_dataset, tmp_path, caplog):
+    """A *.cache shipped inside a downloaded dataset is named before Ultralytics would unpickle it;
+    caches inside a dataset written by yolo-ft prepare (Ultralytics' own) are not."""
+    import logging
+    import shutil
+
+    from yolo_ft.prepare import prepare
+    from yolo_ft.utils.untrusted import foreign_label_caches, warn_foreign_label_caches
+
+    ds = tmp_path / "downloaded"
+    shutil.copytree(tiny_yolo_dataset.parent, ds)
+    for c in ds.rglob("*.cache"):  # left by earlier training tests on the shared fixture
+        c.unlink()
+    data = ds / "data.yaml"
+    data.write_text(data.read_text().replace(str(tiny_yolo_dataset.parent), str(ds)))
+    assert foreign_label_caches(data) == []
+    (ds / "labels" / "train.cache").write_bytes(b"not really a pickle")
+    with caplog.at_level(logging.WARNING, logger="yolo_ft.security"):
+        assert warn_foreign_label_caches(data) == [ds / "labels" / "train.cache"]
+    assert "train.cache" in caplog.text and "unpickle" in caplog.text
+
+    prepared = tmp_path / "prepared"
+    prepare(ds, prepared)  # the cache in the source is never copied ...
+    assert not list(prepared.rglob("*.cache"))
+    (prepared / "labels" / "train.cache").write_bytes(b"written by an Ultralytics run on this dataset")
+    assert foreign_label_caches(prepared / "data.yaml") == []  # ... and caches in our own output are trusted

@@ -211,9 +211,10 @@ def train(
         subset_dir = rundir.parent / f"{rundir.name}.subset" if ddp else rundir / "subset"
         data_used = str(subsample_train(data, float(s["fraction"]), int(s["seed"]), subset_dir))
     start = _resolve_start(s, plan)
-    from yolo_ft.utils.untrusted import warn_untrusted_checkpoint
+    from yolo_ft.utils.untrusted import warn_foreign_label_caches, warn_untrusted_checkpoint
 
     warn_untrusted_checkpoint(start, what="start checkpoint")  # before anything unpickles it
+    warn_foreign_label_caches(data)
     if int(s["bn_calibrate"] or 0) > 0 and plan.pretrained:
         from yolo_ft.train.bn_start import calibrated_start
 

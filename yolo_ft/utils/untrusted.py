@@ -43,3 +43,47 @@ def warn_untrusted_checkpoint(path: str | os.PathLike, *, what: str = "checkpoin
             "%s: loading this %s runs code stored in it (PyTorch checkpoints are pickles). It is not from a "
             "yolo-ft run or the bundled weights: load only .pt files from a source you trust.", p, what)
     return True
+
+
+def foreign_label_caches(data_yaml: str | os.PathLike) -> list[Path]:
+    """Ultralytics ``*.cache`` label caches in a dataset that ``yolo-ft prepare`` did not write.
+
+    Ultralytics unpickles ``labels/<split>.cache`` (``np.load(allow_pickle=True)``) when it finds one, so a
+    cache shipped with a downloaded dataset runs code at training time. Caches inside a prepared dataset
+    (marked by its report.json) were written by Ultralytics on this machine and are not reported.
+    """
+    import json
+
+    import yaml
+
+    data_yaml = Path(data_yaml)
+    roots = {data_yaml.parent.resolve()}
+    try:
+        cfg = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
+        if isinstance(cfg, dict) and isinstance(cfg.get("path"), str):
+            p = Path(cfg["path"])
+            roots.add((p if p.is_absolute() else data_yaml.parent / p).resolve())
+    except (OSError, yaml.YAMLError):
+        pass
+    found: list[Path] = []
+    for root in sorted(roots):
+        try:
+            report = json.loads((root / "report.json").read_text(encoding="utf-8"))
+            if isinstance(report, dict) and "format" in report and "images" in report:
+                continue  # written by yolo-ft prepare
+        except (OSError, ValueError):
+            pass
+        if root.is_dir():
+            found += sorted(p for p in root.rglob("*.cache") if p.is_file())
+    return found
+
+
+def warn_foreign_label_caches(data_yaml: str | os.PathLike) -> list[Path]:
+    """Log a warning naming every label cache Ultralytics would unpickle from a dataset yolo-ft did not make."""
+    caches = foreign_label_caches(data_yaml)
+    if caches:
+        log.warning(
+            "%s: Ultralytics will unpickle these label caches, which can run code: %s. Delete them unless you made "
+            "them (they are rebuilt from the labels), or run yolo-ft prepare on the dataset first.",
+            data_yaml, ", ".join(str(c) for c in caches[:5]) + (f" (+{len(caches) - 5} more)" if len(caches) > 5 else ""))
+    return caches
