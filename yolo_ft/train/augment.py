@@ -28,6 +28,13 @@ ULTRALYTICS_OFF: dict[str, float] = {
     "perspective": 0.0, "flipud": 0.0, "fliplr": 0.0, "mosaic": 0.0, "mixup": 0.0, "cutmix": 0.0, "copy_paste": 0.0,
 }
 
+# Shared by the medical presets: no colour jitter (intensity carries meaning), mild geometry, left-right
+# flips only, no mixing of images.
+_MEDICAL_GEOMETRY: dict[str, float] = {
+    "hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "degrees": 5.0, "translate": 0.05, "shear": 0.0,
+    "perspective": 0.0, "flipud": 0.0, "fliplr": 0.5, "mixup": 0.0, "cutmix": 0.0,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Ultralytics' defaults untouched (its own light albumentations set included).
     "default": {"mode": "add", "hyp": {}, "albumentations": None},
@@ -35,8 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "none": {"mode": "replace", "hyp": {}, "albumentations": []},
     "ct": {
         "mode": "add",
-        "hyp": {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "degrees": 5.0, "translate": 0.05, "scale": 0.25,
-                "shear": 0.0, "perspective": 0.0, "flipud": 0.0, "fliplr": 0.5, "mixup": 0.0, "cutmix": 0.0},
+        "hyp": {**_MEDICAL_GEOMETRY, "scale": 0.25},
         "albumentations": [
             {"name": "CLAHE", "clip_limit": 2.0, "tile_grid_size": (8, 8), "p": 0.2},
             {"name": "GaussianBlur", "blur_limit": (3, 5), "p": 0.1},
@@ -46,8 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Radiographs: as CT, plus mild contrast/gamma (exposure differs between machines, unlike CT HU values).
     "xray": {
         "mode": "add",
-        "hyp": {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "degrees": 5.0, "translate": 0.05, "scale": 0.2,
-                "shear": 0.0, "perspective": 0.0, "flipud": 0.0, "fliplr": 0.5, "mixup": 0.0, "cutmix": 0.0},
+        "hyp": {**_MEDICAL_GEOMETRY, "scale": 0.2},
         "albumentations": [
             {"name": "CLAHE", "clip_limit": 3.0, "tile_grid_size": (8, 8), "p": 0.3},
             {"name": "RandomBrightnessContrast", "brightness_limit": 0.1, "contrast_limit": 0.15, "p": 0.3},
