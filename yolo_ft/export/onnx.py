@@ -22,6 +22,7 @@ import numpy as np
 
 from yolo_ft.utils.hashing import sha256_file
 from yolo_ft.export import parity
+from yolo_ft.export.fast_ops import fast_export_ops
 from yolo_ft.export.data import load_labelled, split_images
 from yolo_ft.export.metrics import map50
 from yolo_ft.records import YoloFtError
@@ -174,17 +175,18 @@ def export(
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as td:
         tmp = Path(td)
         shutil.copy2(model, tmp / "model.pt")  # Ultralytics writes its output beside its input
-        exported = YOLO(str(tmp / "model.pt")).export(
-            format="onnx",
-            imgsz=imgsz,
-            dynamic=dynamic,
-            batch=batch,
-            simplify=simplify,
-            opset=opset,
-            device="cpu",
-            quantize=16 if precision == "fp16" else None,
-            verbose=False,
-        )
+        with fast_export_ops():
+            exported = YOLO(str(tmp / "model.pt")).export(
+                format="onnx",
+                imgsz=imgsz,
+                dynamic=dynamic,
+                batch=batch,
+                simplify=simplify,
+                opset=opset,
+                device="cpu",
+                quantize=16 if precision == "fp16" else None,
+                verbose=False,
+            )
         fp32_path = Path(exported)
         meta = {"yolo_ft_precision": precision, "yolo_ft_source_sha256": sha256_file(model)}
         report: dict[str, Any] = {
