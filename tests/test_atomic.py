@@ -37,3 +37,52 @@ def test_overwrite_replaces_whole_folder(tmp_path):
         (d / "new").write_text("y")
     assert [p.name for p in out.iterdir()] == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_leftovers_of_a_killed_writer_are_tidied_by_the_next_run(tmp_path):
+    dead = _dead_pid()
+    partial = tmp_path / f".ds.pid{dead}.k3j2.partial"
+    (partial / "labels").mkdir(parents=True)
+    (partial / "labels" / "a.txt").write_text("half")
+    with atomic_output_dir(tmp_path / "ds") as d:
+        (d / "data.yaml").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_an_overwrite_killed_between_its_renames_gets_the_old_output_back(tmp_path):
+    dead = _dead_pid()
+    old = tmp_path / f".ds.pid{dead}.x1.old"
+    (old / "x").mkdir(parents=True)
+    (old / "x" / "data.yaml").write_text("previous")
+    with pytest.raises(FileExistsError, match="already exists"):  # restored, so not silently replaced
+        with atomic_output_dir(tmp_path / "ds"):
+            pass
+    assert (tmp_path / "ds" / "data.yaml").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_a_live_writers_temp_is_left_alone(tmp_path):
+    import subprocess
+    import sys
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        theirs = tmp_path / f".ds.pid{live.pid}.zz.partial"
+        theirs.mkdir()
+        other = tmp_path / ".ds.backup"  # not a yolo-ft temp name: never touched
+        other.mkdir()
+        with atomic_output_dir(tmp_path / "ds") as d:
+            (d / "f").write_text("1")
+        assert theirs.is_dir() and other.is_dir() and (tmp_path / "ds" / "f").is_file()
+    finally:
+        live.kill()
+        live.wait()

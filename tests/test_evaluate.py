@@ -43,14 +43,14 @@ def test_eval_pt_and_onnx_agree(bus_dataset: Path, tmp_path: Path):
     from yolo_ft.export import export
     from yolo_ft.train.weights import bundled_weights
 
-    pt = evaluate(bundled_weights(), bus_dataset, imgsz=640)
-    assert pt["mAP50"] > 0.9
+    pt = evaluate(bundled_weights(), bus_dataset, imgsz=320)
+    assert pt["mAP50"] > 0.8
     assert set(pt["per_class_ap50"]) >= {"bus", "person"}
 
     onnx = tmp_path / "coco.onnx"
-    export(bundled_weights(), onnx, target="cpu", imgsz=640, calib=bus_dataset)
+    export(bundled_weights(), onnx, target="cpu", imgsz=320, calib=bus_dataset)
     ox = evaluate(onnx, bus_dataset)
-    assert ox["imgsz"] == 640
+    assert ox["imgsz"] == 320  # read from the model's metadata, not Ultralytics' 640 default
     assert abs(ox["mAP50"] - pt["mAP50"]) < 0.02
     assert abs(ox["mAP50-95"] - pt["mAP50-95"]) < 0.05
 

@@ -16,6 +16,19 @@ from typing import Any
 from yolo_ft.records import YoloFtError
 
 
+def _onnx_imgsz(model: Path) -> int | None:
+    """The size an exported model was made for (its metadata; a fixed-shape graph accepts nothing else)."""
+    import onnx
+
+    from yolo_ft.runtime.detector import _parse_meta
+
+    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    size = _parse_meta(meta.get("imgsz"))
+    if isinstance(size, (list, tuple)) and size:
+        size = max(int(v) for v in size)
+    return int(size) if isinstance(size, int) else None
+
+
 def evaluate(
     model: str | Path,
     data: str | Path,
@@ -46,7 +59,8 @@ def evaluate(
 
     yolo = YOLO(str(model), task="detect")
     if imgsz is None:
-        imgsz = int((getattr(yolo, "overrides", {}) or {}).get("imgsz") or 640)
+        imgsz = _onnx_imgsz(model) if model.suffix == ".onnx" else None
+        imgsz = imgsz or int((getattr(yolo, "overrides", {}) or {}).get("imgsz") or 640)
     with tempfile.TemporaryDirectory(prefix="yolo-ft-eval-") as tmp:
         kwargs: dict[str, Any] = dict(
             data=str(data), split=split, imgsz=imgsz, batch=batch, conf=conf, iou=iou, plots=False,

@@ -3,8 +3,8 @@
 After every kill the target is either absent or complete and valid (for prepare: data.yaml and
 report.json agree with the files, and the dataset equals an uninterrupted run's; for export: the
 ``.onnx`` loads in ONNX Runtime and gives the uninterrupted run's outputs). A hidden temp sibling
-(``.out.*.partial``) may be left behind by a kill; it never has the target's name, and the next run
-succeeds without ``--overwrite``.
+(``.out.pidN.*.partial``) may be left behind by a kill; it never has the target's name, and the next
+run removes it (its writer is dead) and succeeds without ``--overwrite``.
 
 Interrupted training is covered by tests/train/test_train_resume.py (an exception raised from an
 epoch-end callback after the head stage's checkpoint, then ``train(resume=True)`` finishes the right
@@ -94,8 +94,15 @@ def test_prepare_killed_at_random_points_leaves_nothing_or_a_complete_dataset(ki
             assert_complete(out, reference)  # the old one (overwrite) or the finished new one
             outcomes["complete"] += 1
         else:
-            assert not overwrite or any(tmp_path.glob(".out.*.old")), "overwrite lost both datasets"
             outcomes["absent"] += 1
+            if overwrite:
+                assert any(tmp_path.glob(".out.*.old")), "overwrite lost both datasets"
+                # The next run puts the previous dataset back first (and, without --overwrite, keeps it).
+                r = subprocess.run(cli("prepare", str(src), "--out", str(out)), capture_output=True, text=True,
+                                   cwd=REPO, timeout=300)
+                assert r.returncode != 0 and "restored" in r.stderr and "already exists" in r.stderr, r.stderr
+                assert_complete(out, reference)
+                shutil.rmtree(out)
         assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) in (["out", "src"], ["src"])
         if not overwrite and out.exists():
             shutil.rmtree(out)
@@ -103,6 +110,7 @@ def test_prepare_killed_at_random_points_leaves_nothing_or_a_complete_dataset(ki
     shutil.rmtree(out, ignore_errors=True)
     subprocess.run(cli("prepare", str(src), "--out", str(out)), check=True, capture_output=True, cwd=REPO, timeout=300)
     assert_complete(out, reference)
+    assert not list(tmp_path.glob(".out.*")), "a killed run's temp folder outlived the next run"
     assert sum(outcomes.values()) == KILLS
     assert outcomes["absent"] > 0, outcomes  # the kills did land mid-run
 
@@ -163,6 +171,10 @@ def test_export_killed_leaves_no_half_written_onnx(tiny_trained_model: Path, tin
         leftovers = [q.name for q in out_dir.iterdir()] if out_dir.is_dir() else []
         assert all(n.startswith(".model.onnx.") or n in ("model.onnx", "model.onnx.json") for n in leftovers), leftovers
         assert "model.onnx" not in leftovers or mode == "random", f"{mode}: a model appeared before the checks ran"
+        if mode == "onnx-appears":  # the next export removes the dead one's temp folder
+            assert any(n.endswith(".partial") for n in leftovers), leftovers
+            subprocess.run(args, check=True, capture_output=True, cwd=REPO, timeout=600)
+            assert sorted(q.name for q in out_dir.iterdir()) == ["model.onnx", "model.onnx.json"]
         shutil.rmtree(out_dir, ignore_errors=True)
     assert ref_json["precision"] == "fp32" and ref_json["parity"]["passed"]
 

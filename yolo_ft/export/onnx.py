@@ -26,7 +26,7 @@ from yolo_ft.export.fast_ops import fast_export_ops
 from yolo_ft.export.data import load_labelled, split_images
 from yolo_ft.export.metrics import map50
 from yolo_ft.records import YoloFtError
-from yolo_ft.utils.atomic import atomic_write_json
+from yolo_ft.utils.atomic import atomic_write_json, recover_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ def export(
     log.info("exporting %s -> %s (%s, imgsz %d)", model, out, precision, imgsz)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as td:
+    recover_stale_temps(out.absolute())  # what a killed earlier export left beside out
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.pid{os.getpid()}.", suffix=".partial", dir=out.parent) as td:
         tmp = Path(td)
         shutil.copy2(model, tmp / "model.pt")  # Ultralytics writes its output beside its input
         with fast_export_ops():

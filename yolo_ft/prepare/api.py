@@ -25,7 +25,7 @@ from yolo_ft.prepare.phash import DEFAULT_THRESHOLD
 from yolo_ft.prepare.readers import detect_format, get_reader
 from yolo_ft.prepare.sample import LabelTable, Sample
 from yolo_ft.records import InvalidDatasetError, Problem, Record, YoloFtError
-from yolo_ft.utils.atomic import atomic_output_dir
+from yolo_ft.utils.atomic import atomic_output_dir, recover_stale_temps
 from yolo_ft.utils.paths import is_within
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -235,6 +235,8 @@ def _check_output(source: Path, out: Path, overwrite: bool, extra: list[Path]) -
     for src in [source, *extra]:
         if is_within(src, out) or is_within(out, src if src.is_dir() else src.parent):
             raise YoloFtError(f"--out {out} must be outside the source {src} (and not contain it)")
+    if out.absolute().parent.is_dir():
+        recover_stale_temps(out.absolute())  # a killed earlier run's temp, or its moved-aside old output
     if out.exists() and not overwrite:
         raise YoloFtError(f"{out} already exists; pass --overwrite to replace it")
     if out.exists() and not out.is_dir():

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -74,6 +77,53 @@ def atomic_output_file(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _owner_pid(temp: Path, name: str) -> int | None:
+    """The writer's pid from a temp sibling's name ('.NAME.pidN.xxxx.partial'); None if not ours."""
+    rest = temp.name[len(name) + 2 :]
+    tag = rest.split(".", 1)[0]
+    return int(tag[3:]) if tag.startswith("pid") and tag[3:].isdigit() else None
+
+
+def recover_stale_temps(path: Path) -> list[str]:
+    """Tidy what a killed writer of ``path`` left: its half-built ``.partial`` folder is removed; an
+    ``.old`` folder (the previous output, moved aside by an --overwrite that died before the new one was
+    in place) is moved back when ``path`` is missing, else removed. Only temps whose writer process is
+    gone are touched, so a concurrent run is never disturbed. Returns what was done, for the log."""
+    done = []
+    for temp in sorted(path.parent.glob(f".{glob_escape(path.name)}.pid*")):
+        pid = _owner_pid(temp, path.name)
+        if pid is None or pid == os.getpid() or _pid_alive(pid) or not temp.is_dir():
+            continue
+        if temp.name.endswith(".old") and (temp / "x").exists() and not path.exists():
+            os.replace(temp / "x", path)
+            done.append(f"restored {path} from an interrupted --overwrite")
+        elif temp.name.endswith((".partial", ".old")):
+            done.append(f"removed {temp.name} left by an interrupted run (pid {pid})")
+        else:
+            continue
+        shutil.rmtree(temp, ignore_errors=True)
+    for line in done:
+        log.warning(line)
+    return done
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters made literal."""
+    import glob
+
+    return glob.escape(name)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Build a directory in a hidden sibling temp dir and move it onto ``path`` at the end.
@@ -83,10 +133,13 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
     after the new one is in place, so an interruption never loses both.
     """
     path = Path(path).absolute()
+    if path.parent.is_dir():
+        recover_stale_temps(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    tag = f".{path.name}.pid{os.getpid()}."  # lets a later run tell a dead writer's leftovers from a live one's
+    tmp = Path(tempfile.mkdtemp(prefix=tag, suffix=".partial", dir=path.parent))
     try:
         yield tmp
         _fsync_dir(tmp)
@@ -94,7 +147,7 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
             # Another run created it while we were writing: never replace it without --overwrite.
             raise FileExistsError(f"{path} was created by another process meanwhile (pass --overwrite to replace it)")
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=tag, suffix=".old", dir=path.parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
