@@ -46,15 +46,24 @@ def _timed(fn) -> float:
 
 
 def _ab(f1, f2, pairs: int) -> tuple[float, float, float]:
-    """Adjacent A/B pairs (order alternating, so any carry-over hits both alike): median t1, t2, t1/t2."""
+    """Adjacent A/B pairs (order alternating, so any carry-over hits both alike): median t1, t2, t1/t2.
+
+    Each timed call follows an untimed call of the same method: ONNX Runtime's pool threads keep spinning
+    for a moment after a run, and on 2 cores the other session's spinning threads would slow the first call.
+    """
+
+    def warm_then_time(f) -> float:
+        f()
+        return _timed(f)
+
     t1, t2 = [], []
     for i in range(pairs):
         if i % 2:
-            t2.append(_timed(f2))
-            t1.append(_timed(f1))
+            t2.append(warm_then_time(f2))
+            t1.append(warm_then_time(f1))
         else:
-            t1.append(_timed(f1))
-            t2.append(_timed(f2))
+            t1.append(warm_then_time(f1))
+            t2.append(warm_then_time(f2))
     r = [a / b for a, b in zip(t1, t2)]
     return statistics.median(t1), statistics.median(t2), statistics.median(r)  # r: median of per-pair ratios
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo_ft.utils.hashing import sha256_file
+
 log = logging.getLogger(__name__)
 
 _ALL_OPS = ("Conv", "Mul", "Sigmoid", "Add", "Concat", "MaxPool", "Resize", "Split", "Slice", "MatMul",
@@ -34,11 +36,15 @@ class Scheme:
 
 
 # Tried in this order by the exporter; the mAP gate keeps the first that holds accuracy. Measured on this
-# project's 2-core AVX512-VNNI machine, YOLO11n at 640 (bench/bench_runtime.py, fp32 = 18.5 ms):
+# project's 2-core AVX512-VNNI machine, YOLO11n at 640, with shared scales and percentile calibration
+# (fp32 = 18.7 ms; bench/bench_runtime.py has the side-by-side run):
 # "fast":  everything int8 but the first block (a 3-channel conv runs faster in float: 0.9 vs 1.6 ms, and
-#          the input needs no quantizing) and the head's final convs/DFL/decode: 14.3 ms (1.30x).
-# "broad": the head's activations float too (its inner convs int8): 15.5 ms (1.20x).
-# "conv":  only convolutions int8, every other op float: the safest, ~1.1x.
+#          the input needs no quantizing) and the head's final convs/DFL/decode: 13.0 ms (1.44x; 1.65x on
+#          one thread: int8's elementwise ops scale worse over threads than fp32's).
+# "broad": the head's activations float too (its inner convs int8): ~1.3x.
+# "conv":  only convolutions int8, every other op float: the safest, ~1.0x.
+# What keeps int8 from more: SiLU is two int8 ops (QLinearSigmoid + QLinearMul, 4.7 ms) where fp32 runs one
+# fused QuickGelu (2.1 ms); ONNX Runtime has no quantized SiLU.
 SCHEMES: dict[str, Scheme] = {
     "fast": Scheme(_ALL_OPS, head_inner=True, first_block_float=True),
     "broad": Scheme(_ALL_OPS, head_inner=False, first_block_float=False),
@@ -86,6 +92,106 @@ def nodes_to_exclude(onnx_path: str | Path, scheme: str = "fast") -> list[str]:
     return [n.name for n in graph.node if _keeps_float(n.name, n.op_type, head, SCHEMES[scheme])]
 
 
+# Ops whose int8 inputs and outputs get one shared scale: ONNX Runtime then moves their bytes unchanged.
+# Without it QLinearConcat requantizes every element of every input through a lookup, on one thread
+# (1.4 ms of 14.5 ms for YOLO11n at 640 here; 0.45 ms with shared scales), and Split/MaxPool/Resize
+# between differently-scaled tensors keep extra requantization steps.
+SHARED_SCALE_OPS = ("Concat", "Split", "MaxPool", "Resize")
+
+
+def shared_scale_groups(onnx_path: str | Path, excluded: set[str], quantized_ops: Sequence[str]) -> list[list[str]]:
+    """Tensors joined through quantized Concat/Split/MaxPool/Resize nodes (union-find), groups of 2 or more.
+
+    A C3k2 block's Split, its bottleneck outputs and its Concat form one group; SPPF's three MaxPools and
+    their Concat another. Each group is later quantized with the union of its members' calibrated ranges.
+    """
+    import onnx
+
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for n in onnx.load(str(onnx_path), load_external_data=False).graph.node:
+        if n.op_type not in SHARED_SCALE_OPS or n.op_type not in quantized_ops or n.name in excluded:
+            continue
+        data_in = list(n.input) if n.op_type == "Concat" else list(n.input[:1])  # not Split sizes / Resize scales
+        tensors = [t for t in data_in + list(n.output) if t]
+        for t in tensors[1:]:
+            parent[find(t)] = find(tensors[0])
+    groups: dict[str, list[str]] = {}
+    for t in list(parent):
+        groups.setdefault(find(t), []).append(t)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+PERCENTILE = 99.999  # activation ranges clip the rarest 0.001 % of values (measured: mAP50 drop 0.000 vs
+#                      MinMax's 0.010 on the kidney-stone model; outliers otherwise stretch every step)
+CALIB_CHUNK = 4  # images per calibration pass: ORT's histogram calibrator holds every tensor of every image
+
+
+def calibrate_ranges(model: Path, reader: "_Reader", scratch: Path, method: str = "Percentile") -> dict[str, tuple[float, float]]:
+    """(min, max) of every activation tensor of ``model`` over the calibration images.
+
+    Fed to ONNX Runtime's calibrator a few images at a time: its histogram calibrators keep all outputs of
+    one ``collect_data`` call in memory (hundreds of MB per 640-px image for YOLO11n) and merge histograms
+    between calls.
+    """
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    extra = {"percentile": PERCENTILE} if method == "Percentile" else {}
+    try:
+        calibrator = create_calibrator(model, None, augmented_model_path=str(scratch),
+                                       calibrate_method=getattr(CalibrationMethod, method), extra_options=extra)
+        chunk = _Chunked(reader, CALIB_CHUNK)
+        while chunk.more():
+            calibrator.collect_data(chunk)
+        data = calibrator.compute_data()
+    finally:
+        scratch.unlink(missing_ok=True)
+        reader.rewind()
+    return {t: (float(np.min(d.range_value[0])), float(np.max(d.range_value[1]))) for t, d in data.items()}
+
+
+def range_overrides(ranges: dict[str, tuple[float, float]], groups: list[list[str]]) -> dict:
+    """ORT TensorQuantOverrides: each tensor's calibrated range; a shared-scale group's members get its union."""
+    widest = dict(ranges)
+    for group in groups:
+        known = [t for t in group if t in ranges]
+        if known:
+            lo, hi = min(ranges[t][0] for t in known), max(ranges[t][1] for t in known)
+            widest.update({t: (lo, hi) for t in known})
+    return {t: [{"rmin": np.float32(min(lo, 0.0)), "rmax": np.float32(max(hi, 0.0))}] for t, (lo, hi) in widest.items()}
+
+
+_RANGES: dict[tuple, dict[str, tuple[float, float]]] = {}  # the last calibration (see quantize_int8)
+
+
+class _Chunked:
+    """Calibration reader that hands out at most ``n`` batches of ``reader`` per pass."""
+
+    def __init__(self, reader: "_Reader", n: int) -> None:
+        self.reader, self.n, self._left, self._peek = reader, n, 0, None
+        reader.rewind()
+
+    def more(self) -> bool:
+        self._peek = self.reader.get_next() if self._peek is None else self._peek
+        self._left = self.n
+        return self._peek is not None
+
+    def get_next(self):
+        if self._left <= 0 or self._peek is None:
+            return None
+        item, self._peek, self._left = self._peek, None, self._left - 1
+        if self._left > 0:
+            self._peek = self.reader.get_next()
+        return item
+
+
 class _Reader:
     """onnxruntime CalibrationDataReader over preprocessed real images (one image per batch)."""
 
@@ -115,6 +221,7 @@ def quantize_int8(
     calib_images: Sequence[Path],
     imgsz: tuple[int, int],
     scheme: str = "fast",
+    method: str = "Percentile",
 ) -> dict:
     """Write an int8 QDQ model (per-channel int8 weights, uint8 activations) and say how it was made."""
     import onnxruntime as ort
@@ -133,23 +240,36 @@ def quantize_int8(
         log.debug("quant_pre_process failed (%s); quantizing the exported graph as is", e)
         src = Path(fp32_onnx)
     exclude = nodes_to_exclude(src, scheme)
+    reader = _Reader(calib_images, imgsz, inp.name, batch)
+    groups = shared_scale_groups(src, set(exclude), SCHEMES[scheme].ops)
+    # The exporter tries schemes one after another on the same graph: calibrate it once.
+    key = (sha256_file(src), tuple(map(str, calib_images)), tuple(imgsz), method)
+    if key not in _RANGES:
+        _RANGES.clear()
+        _RANGES[key] = calibrate_ranges(src, reader, Path(out).with_name(Path(out).stem + ".aug.onnx"), method)
+    ranges = _RANGES[key]
+    overrides = range_overrides(ranges, groups)
     quantize_static(
         str(src),
         str(out),
-        _Reader(calib_images, imgsz, inp.name, batch),
+        _Reader(calib_images[:batch], imgsz, inp.name, batch),  # ranges come from `overrides` (see below)
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        # Every activation range comes from `overrides` (calibrated above on all images); ORT's own pass runs
+        # one image only to list the tensors (its CalibMaxIntermediateOutputs drops data in ORT 1.32).
         calibrate_method=CalibrationMethod.MinMax,
         nodes_to_exclude=exclude,
         op_types_to_quantize=list(SCHEMES[scheme].ops),
+        extra_options={"TensorQuantOverrides": overrides},
     )
     pre.unlink(missing_ok=True)
     return {
         "format": "QDQ",
         "weights": "int8 per-channel",
-        "activations": "uint8 per-tensor (MinMax calibration)",
+        "activations": f"uint8 per-tensor ({method} calibration"
+        + (f" {PERCENTILE}" if method == "Percentile" else "") + ")",
         "calibration_images": len(calib_images),
         "scheme": scheme,
         "quantized_ops": list(SCHEMES[scheme].ops),
@@ -158,4 +278,6 @@ def quantize_int8(
         + ("" if SCHEMES[scheme].head_inner else ", the head's activations")
         + " (plus op types not quantized)",
         "nodes_kept_float": len(exclude),
+        "shared_scale_groups": len(groups),
+        "shared_scale_tensors": len(overrides),
     }
