@@ -279,5 +279,5 @@ def quantize_int8(
         + " (plus op types not quantized)",
         "nodes_kept_float": len(exclude),
         "shared_scale_groups": len(groups),
-        "shared_scale_tensors": len(overrides),
+        "shared_scale_tensors": sum(len(g) for g in groups),
     }
