@@ -7,6 +7,7 @@ these helpers so a crash or SIGKILL never leaves a half-written file or director
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -100,7 +101,7 @@ def recover_stale_temps(path: Path) -> list[str]:
     in place) is moved back when ``path`` is missing, else removed. Only temps whose writer process is
     gone are touched, so a concurrent run is never disturbed. Returns what was done, for the log."""
     done = []
-    for temp in sorted(path.parent.glob(f".{glob_escape(path.name)}.pid*")):
+    for temp in sorted(path.parent.glob(f".{glob.escape(path.name)}.pid*")):
         pid = _owner_pid(temp, path.name)
         if pid is None or pid == os.getpid() or _pid_alive(pid) or not temp.is_dir():
             continue
@@ -115,13 +116,6 @@ def recover_stale_temps(path: Path) -> list[str]:
     for line in done:
         log.warning(line)
     return done
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob metacharacters made literal."""
-    import glob
-
-    return glob.escape(name)
 
 
 @contextlib.contextmanager
