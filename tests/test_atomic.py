@@ -48,14 +48,15 @@ def _dead_pid() -> int:
     return p.pid
 
 
-def test_leftovers_of_a_killed_writer_are_tidied_by_the_next_run(tmp_path):
+@pytest.mark.parametrize("name", ["ds", "d[s]*?"])  # glob metacharacters in the target name are literal
+def test_leftovers_of_a_killed_writer_are_tidied_by_the_next_run(tmp_path, name):
     dead = _dead_pid()
-    partial = tmp_path / f".ds.pid{dead}.k3j2.partial"
+    partial = tmp_path / f".{name}.pid{dead}.k3j2.partial"
     (partial / "labels").mkdir(parents=True)
     (partial / "labels" / "a.txt").write_text("half")
-    with atomic_output_dir(tmp_path / "ds") as d:
+    with atomic_output_dir(tmp_path / name) as d:
         (d / "data.yaml").write_text("ok")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
 def test_an_overwrite_killed_between_its_renames_gets_the_old_output_back(tmp_path):
