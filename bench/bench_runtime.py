@@ -117,13 +117,15 @@ def main() -> int:
 
     # The schemes the gate falls back to, for the record.
     from yolo_ft.export.data import split_images
-    from yolo_ft.export.quantize import SCHEMES, quantize_int8
+    from yolo_ft.export.quantize import SCHEMES, calibrate, quantize_int8
 
     fallback = {}
+    calib_imgs = split_images(tmp / "calib" / "data.yaml", "train")
+    cal = calibrate(fp32, tmp, calib_imgs, (640, 640))
     for scheme in SCHEMES:
         if scheme != r8["int8_gate"]["scheme"]:
             path = tmp / f"yolo11n_int8_{scheme}.onnx"
-            quantize_int8(fp32, path, split_images(tmp / "calib" / "data.yaml", "train"), (640, 640), scheme=scheme)
+            quantize_int8(fp32, path, calib_imgs, (640, 640), scheme=scheme, calibration=cal)
             fallback[scheme] = Detector(path, providers=["CPUExecutionProvider"])
 
     torch_model = YOLO(str(pt))

@@ -209,7 +209,7 @@ def export(
         final_path = fp32_path
 
         if int8:
-            from yolo_ft.export.quantize import quantize_int8
+            from yolo_ft.export.quantize import SCHEMES, calibrate, quantize_int8
 
             val = split_images(calib, "val")
             calib_imgs = _spread(split_images(calib, "train"), max_calib_images)
@@ -221,13 +221,12 @@ def export(
                 preds = det.predict([g.image for g in gate_imgs], conf=CHECK_CONF, iou=CHECK_IOU)
                 return map50(_per_image_runtime(preds), truths)
 
-            from yolo_ft.export.quantize import SCHEMES
-
             fp32_map = score(fp32_path)
+            cal = calibrate(fp32_path, tmp, calib_imgs, (imgsz, imgsz))  # once, for every scheme tried
             attempts = []
             for scheme in SCHEMES:  # fastest first; stop at the first that holds accuracy
                 path = tmp / f"model_int8_{scheme}.onnx"
-                how = quantize_int8(fp32_path, path, calib_imgs, (imgsz, imgsz), scheme=scheme)
+                how = quantize_int8(fp32_path, path, calib_imgs, (imgsz, imgsz), scheme=scheme, calibration=cal)
                 m = score(path)
                 attempts.append({"scheme": scheme, "path": path, "how": how, "map50": m, "drop": fp32_map - m})
                 if fp32_map - m <= tolerance:

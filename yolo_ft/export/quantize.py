@@ -12,13 +12,13 @@ as the accuracy gate allows — that is where the speed comes from (see SCHEMES)
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-from yolo_ft.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,18 @@ def _keeps_float(name: str, op: str, head: str, scheme: Scheme) -> bool:
     return not inner or (op != "Conv" and not scheme.head_inner)
 
 
-def nodes_to_exclude(onnx_path: str | Path, scheme: str = "fast") -> list[str]:
-    """Names of the nodes that stay float under ``scheme``."""
+def _graph(model):
+    """A GraphProto as is, or the graph of the ONNX file at ``model``."""
     import onnx
 
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    if isinstance(model, onnx.GraphProto):
+        return model
+    return onnx.load(str(model), load_external_data=False).graph
+
+
+def nodes_to_exclude(model, scheme: str = "fast") -> list[str]:
+    """Names of the nodes that stay float under ``scheme`` (``model``: an ONNX path or a loaded graph)."""
+    graph = _graph(model)
     head = _head_prefix(graph) or "\0"
     return [n.name for n in graph.node if _keeps_float(n.name, n.op_type, head, SCHEMES[scheme])]
 
@@ -99,14 +106,13 @@ def nodes_to_exclude(onnx_path: str | Path, scheme: str = "fast") -> list[str]:
 SHARED_SCALE_OPS = ("Concat", "Split", "MaxPool", "Resize")
 
 
-def shared_scale_groups(onnx_path: str | Path, excluded: set[str], quantized_ops: Sequence[str]) -> list[list[str]]:
+def shared_scale_groups(model, excluded: set[str], quantized_ops: Sequence[str]) -> list[list[str]]:
     """Tensors joined through quantized Concat/Split/MaxPool/Resize nodes (union-find), groups of 2 or more.
 
     A C3k2 block's Split, its bottleneck outputs and its Concat form one group; SPPF's three MaxPools and
     their Concat another. Each group is later quantized with the union of its members' calibrated ranges.
+    ``model``: an ONNX path or a loaded graph.
     """
-    import onnx
-
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -115,7 +121,7 @@ def shared_scale_groups(onnx_path: str | Path, excluded: set[str], quantized_ops
             x = parent[x]
         return x
 
-    for n in onnx.load(str(onnx_path), load_external_data=False).graph.node:
+    for n in _graph(model).node:
         if n.op_type not in SHARED_SCALE_OPS or n.op_type not in quantized_ops or n.name in excluded:
             continue
         data_in = list(n.input) if n.op_type == "Concat" else list(n.input[:1])  # not Split sizes / Resize scales
@@ -168,9 +174,6 @@ def range_overrides(ranges: dict[str, tuple[float, float]], groups: list[list[st
     return {t: [{"rmin": np.float32(min(lo, 0.0)), "rmax": np.float32(max(hi, 0.0))}] for t, (lo, hi) in widest.items()}
 
 
-_RANGES: dict[tuple, dict[str, tuple[float, float]]] = {}  # the last calibration (see quantize_int8)
-
-
 class _Chunked:
     """Calibration reader that hands out at most ``n`` batches of ``reader`` per pass."""
 
@@ -215,6 +218,46 @@ class _Reader:
         self._it = None
 
 
+@dataclass
+class Calibration:
+    """The graph to quantize (ORT-pre-processed) and its activation ranges: computed once per export and
+    shared by every scheme the gate tries."""
+
+    graph_path: Path
+    graph: Any  # onnx.GraphProto of graph_path, loaded once
+    input_name: str
+    batch: int
+    images: list[Path]
+    imgsz: tuple[int, int]
+    method: str
+    ranges: dict[str, tuple[float, float]]
+
+
+def calibrate(
+    fp32_onnx: str | Path, work: str | Path, calib_images: Sequence[Path], imgsz: tuple[int, int],
+    method: str = "Percentile",
+) -> Calibration:
+    """Pre-process ``fp32_onnx`` for quantization into ``work`` (a folder) and calibrate it on the images."""
+    import onnxruntime as ort
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    sess = ort.InferenceSession(str(fp32_onnx), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
+    del sess
+    work = Path(work)
+    pre = work / (Path(fp32_onnx).stem + ".pre.onnx")
+    try:
+        quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
+        src = pre
+    except Exception as e:  # pre-processing is an optimisation; quantize the raw graph if it fails
+        log.debug("quant_pre_process failed (%s); quantizing the exported graph as is", e)
+        src = Path(fp32_onnx)
+    reader = _Reader(calib_images, imgsz, inp.name, batch)
+    ranges = calibrate_ranges(src, reader, work / (Path(fp32_onnx).stem + ".aug.onnx"), method)
+    return Calibration(src, _graph(src), inp.name, batch, list(calib_images), tuple(imgsz), method, ranges)
+
+
 def quantize_int8(
     fp32_onnx: str | Path,
     out: str | Path,
@@ -222,55 +265,43 @@ def quantize_int8(
     imgsz: tuple[int, int],
     scheme: str = "fast",
     method: str = "Percentile",
+    calibration: Calibration | None = None,
 ) -> dict:
-    """Write an int8 QDQ model (per-channel int8 weights, uint8 activations) and say how it was made."""
-    import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    """Write an int8 QDQ model (per-channel int8 weights, uint8 activations) and say how it was made.
 
-    sess = ort.InferenceSession(str(fp32_onnx), providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
-    del sess
-    pre = Path(out).with_name(Path(out).stem + ".pre.onnx")
-    try:
-        quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
-        src = pre
-    except Exception as e:  # pre-processing is an optimisation; quantize the raw graph if it fails
-        log.debug("quant_pre_process failed (%s); quantizing the exported graph as is", e)
-        src = Path(fp32_onnx)
-    exclude = nodes_to_exclude(src, scheme)
-    reader = _Reader(calib_images, imgsz, inp.name, batch)
-    groups = shared_scale_groups(src, set(exclude), SCHEMES[scheme].ops)
-    # The exporter tries schemes one after another on the same graph: calibrate it once.
-    key = (sha256_file(src), tuple(map(str, calib_images)), tuple(imgsz), method)
-    if key not in _RANGES:
-        _RANGES.clear()
-        _RANGES[key] = calibrate_ranges(src, reader, Path(out).with_name(Path(out).stem + ".aug.onnx"), method)
-    ranges = _RANGES[key]
-    overrides = range_overrides(ranges, groups)
+    Pass ``calibration`` (from :func:`calibrate` on the same model and images) to skip pre-processing and
+    calibration, as the exporter does when it tries several schemes.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if calibration is None:
+        with tempfile.TemporaryDirectory(prefix=".calib.", dir=Path(out).parent) as work:
+            cal = calibrate(fp32_onnx, work, calib_images, imgsz, method)
+            return quantize_int8(fp32_onnx, out, calib_images, imgsz, scheme, method, cal)
+    cal = calibration
+    exclude = nodes_to_exclude(cal.graph, scheme)
+    groups = shared_scale_groups(cal.graph, set(exclude), SCHEMES[scheme].ops)
     quantize_static(
-        str(src),
+        str(cal.graph_path),
         str(out),
-        _Reader(calib_images[:batch], imgsz, inp.name, batch),  # ranges come from `overrides` (see below)
+        _Reader(cal.images[: cal.batch], cal.imgsz, cal.input_name, cal.batch),  # ranges: `overrides` (below)
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        # Every activation range comes from `overrides` (calibrated above on all images); ORT's own pass runs
+        # Every activation range comes from the overrides (calibrated on all images); ORT's own pass runs
         # one image only to list the tensors (its CalibMaxIntermediateOutputs drops data in ORT 1.32).
         calibrate_method=CalibrationMethod.MinMax,
         nodes_to_exclude=exclude,
         op_types_to_quantize=list(SCHEMES[scheme].ops),
-        extra_options={"TensorQuantOverrides": overrides},
+        extra_options={"TensorQuantOverrides": range_overrides(cal.ranges, groups)},
     )
-    pre.unlink(missing_ok=True)
     return {
         "format": "QDQ",
         "weights": "int8 per-channel",
-        "activations": f"uint8 per-tensor ({method} calibration"
-        + (f" {PERCENTILE}" if method == "Percentile" else "") + ")",
-        "calibration_images": len(calib_images),
+        "activations": f"uint8 per-tensor ({cal.method} calibration"
+        + (f" {PERCENTILE}" if cal.method == "Percentile" else "") + ")",
+        "calibration_images": len(cal.images),
         "scheme": scheme,
         "quantized_ops": list(SCHEMES[scheme].ops),
         "float_kept": "Detect head final class/box convs, DFL and box decode"
