@@ -42,10 +42,11 @@ def test_int8_export_is_quantized_and_gated(export_model, tiny_yolo_dataset, kid
     assert {n for n in float_convs if "/model.0/" in n or "cv3.0.2" in n or "cv2.0.2" in n} == {
         "/model.0/conv/Conv", "/model.23/cv3.0/cv3.0.2/Conv", "/model.23/cv2.0/cv2.0.2/Conv"}
     # "fast": the 3-channel first conv stays float (quicker than int8 there); a head branch's inner conv
-    # and its SiLU are int8 (fed by DequantizeLinear).
+    # and its SiLU are int8: DequantizeLinear -> QuickGelu -> QuantizeLinear (int8_rewrites.py).
     assert not any("cv3.0.1" in n for n in float_convs)
-    sig = next(n for n in model.graph.node if n.op_type == "Sigmoid" and "/cv3.0/cv3.0.1/" in n.name)
-    assert producers[sig.input[0]].op_type == "DequantizeLinear"
+    silu = next(n for n in model.graph.node if n.op_type == "QuickGelu" and "/cv3.0/cv3.0.1/" in n.name)
+    assert producers[silu.input[0]].op_type == "DequantizeLinear"
+    assert {c.op_type for c in model.graph.node if silu.output[0] in c.input} == {"QuantizeLinear"}
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["names"] == "{0: 'KIDNEY_STONE'}" and meta["yolo_ft_precision"] == "int8"
 

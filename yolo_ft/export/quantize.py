@@ -14,16 +14,20 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+
+from yolo_ft.export.int8_rewrites import pad_narrow_convs, silu_as_quickgelu
 
 log = logging.getLogger(__name__)
 
-_ALL_OPS = ("Conv", "Mul", "Sigmoid", "Add", "Concat", "MaxPool", "Resize", "Split", "Slice", "MatMul",
-            "Softmax", "Transpose", "Reshape")
+# Resize is not among them: see "fast" below.
+_INT8_OPS = ("Conv", "Mul", "Sigmoid", "Add", "Concat", "MaxPool", "Split", "Slice", "MatMul", "Softmax",
+             "Transpose", "Reshape")
 
 
 @dataclass(frozen=True)
@@ -33,21 +37,22 @@ class Scheme:
     ops: tuple[str, ...]  # op types that may be quantized
     head_inner: bool  # the Detect branches' inner convs *and* their activations run int8
     first_block_float: bool  # model.0 (3-channel conv + SiLU) stays float
+    float_names: tuple[str, ...] = ()  # nodes whose name contains one of these stay float
 
 
 # Tried in this order by the exporter; the mAP gate keeps the first that holds accuracy. Measured on this
-# project's 2-core AVX512-VNNI machine, YOLO11n at 640, with shared scales and percentile calibration
-# (fp32 = 18.7 ms; bench/bench_runtime.py has the side-by-side run):
-# "fast":  everything int8 but the first block (a 3-channel conv runs faster in float: 0.9 vs 1.6 ms, and
-#          the input needs no quantizing) and the head's final convs/DFL/decode: 13.0 ms (1.44x; 1.65x on
-#          one thread: int8's elementwise ops scale worse over threads than fp32's).
+# project's 2-core AVX512-VNNI machine, YOLO11n at 640, with shared scales, percentile calibration and the
+# rewrites in int8_rewrites.py (fp32 = 18.4 ms; bench/bench_runtime.py has the side-by-side run):
+# "fast":  everything int8 but the first block (a 3-channel conv runs faster in float: 0.7 vs 1.35 ms, and
+#          the input needs no quantizing), the head's final convs/DFL/decode, the two nearest-neighbour
+#          upsamples (ORT's uint8 Resize in NHWC layout is slower than its float one: 0.8 vs 0.45 ms) and
+#          C2PSA's attention (20x20 tokens: int8 MatMul/Softmax plus their requantizing cost more than they
+#          save): ~11.5 ms (1.6x).
 # "broad": the head's activations float too (its inner convs int8): ~1.3x.
 # "conv":  only convolutions int8, every other op float: the safest, ~1.0x.
-# What keeps int8 from more: SiLU is two int8 ops (QLinearSigmoid + QLinearMul, 4.7 ms) where fp32 runs one
-# fused QuickGelu (2.1 ms); ONNX Runtime has no quantized SiLU.
 SCHEMES: dict[str, Scheme] = {
-    "fast": Scheme(_ALL_OPS, head_inner=True, first_block_float=True),
-    "broad": Scheme(_ALL_OPS, head_inner=False, first_block_float=False),
+    "fast": Scheme(_INT8_OPS, head_inner=True, first_block_float=True, float_names=("/attn/",)),
+    "broad": Scheme(_INT8_OPS, head_inner=False, first_block_float=False, float_names=("/attn/",)),
     "conv": Scheme(("Conv",), head_inner=False, first_block_float=False),
 }
 
@@ -71,7 +76,7 @@ def _is_final_head_conv(name: str, head: str) -> bool:
 
 
 def _keeps_float(name: str, op: str, head: str, scheme: Scheme) -> bool:
-    if "/dfl/" in name or op not in scheme.ops:
+    if "/dfl/" in name or op not in scheme.ops or any(part in name for part in scheme.float_names):
         return True
     if scheme.first_block_float and name.startswith("/model.0/"):
         return True
@@ -85,8 +90,6 @@ def _keeps_float(name: str, op: str, head: str, scheme: Scheme) -> bool:
 
 def _graph(model):
     """A GraphProto as is, or the graph of the ONNX file at ``model``."""
-    import onnx
-
     if isinstance(model, onnx.GraphProto):
         return model
     return onnx.load(str(model), load_external_data=False).graph
@@ -231,6 +234,7 @@ class Calibration:
     imgsz: tuple[int, int]
     method: str
     ranges: dict[str, tuple[float, float]]
+    padded: list[str] = field(default_factory=list)  # convs widened by pad_narrow_convs
 
 
 def calibrate(
@@ -249,13 +253,18 @@ def calibrate(
     pre = work / (Path(fp32_onnx).stem + ".pre.onnx")
     try:
         quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
-        src = pre
+        model = onnx.load(str(pre))
     except Exception as e:  # pre-processing is an optimisation; quantize the raw graph if it fails
         log.debug("quant_pre_process failed (%s); quantizing the exported graph as is", e)
-        src = Path(fp32_onnx)
+        model = onnx.load(str(fp32_onnx))
+    onnx.save(model, str(pre))
     reader = _Reader(calib_images, imgsz, inp.name, batch)
-    ranges = calibrate_ranges(src, reader, work / (Path(fp32_onnx).stem + ".aug.onnx"), method)
-    return Calibration(src, _graph(src), inp.name, batch, list(calib_images), tuple(imgsz), method, ranges)
+    ranges = calibrate_ranges(pre, reader, work / (Path(fp32_onnx).stem + ".aug.onnx"), method)
+    # Padded after calibration: the zero channels would otherwise shift the percentile of the widened tensors.
+    padded = pad_narrow_convs(model)
+    if padded:
+        onnx.save(model, str(pre))
+    return Calibration(pre, model.graph, inp.name, batch, list(calib_images), tuple(imgsz), method, ranges, padded)
 
 
 def quantize_int8(
@@ -296,6 +305,10 @@ def quantize_int8(
         op_types_to_quantize=list(SCHEMES[scheme].ops),
         extra_options={"TensorQuantOverrides": range_overrides(cal.ranges, groups)},
     )
+    model = onnx.load(str(out))
+    fused = silu_as_quickgelu(model)
+    if fused:
+        onnx.save(model, str(out))
     return {
         "format": "QDQ",
         "weights": "int8 per-channel",
@@ -307,8 +320,11 @@ def quantize_int8(
         "float_kept": "Detect head final class/box convs, DFL and box decode"
         + (", the first conv block" if SCHEMES[scheme].first_block_float else "")
         + ("" if SCHEMES[scheme].head_inner else ", the head's activations")
+        + "".join(f", nodes named *{part}*" for part in SCHEMES[scheme].float_names)
         + " (plus op types not quantized)",
         "nodes_kept_float": len(exclude),
         "shared_scale_groups": len(groups),
         "shared_scale_tensors": sum(len(g) for g in groups),
+        "silu_as_quickgelu": fused,  # int8 SiLUs run as DQ -> com.microsoft.QuickGelu -> Q
+        "padded_convs": list(cal.padded),
     }
