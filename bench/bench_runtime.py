@@ -53,6 +53,7 @@ def _ab(f1, f2, pairs: int) -> tuple[float, float, float]:
     """
 
     def warm_then_time(f) -> float:
+        time.sleep(0.05)  # the other session's pool threads stop spinning (on 2 cores they steal one)
         f()
         return _timed(f)
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from yolo_ft.export.int8_rewrites import pad_narrow_convs, silu_as_quickgelu
+from yolo_ft.export.int8_rewrites import QUICKGELU_MAX_ELEMENTS, pad_narrow_convs, silu_as_quickgelu
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,10 @@ class Calibration:
 
 def calibrate(
     fp32_onnx: str | Path, work: str | Path, calib_images: Sequence[Path], imgsz: tuple[int, int],
-    method: str = "Percentile",
+    method: str = "Percentile", pad: bool = True,
 ) -> Calibration:
-    """Pre-process ``fp32_onnx`` for quantization into ``work`` (a folder) and calibrate it on the images."""
+    """Pre-process ``fp32_onnx`` for quantization into ``work`` (a folder) and calibrate it on the images
+    (``pad``: then widen narrow convs, see int8_rewrites)."""
     import onnxruntime as ort
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -261,7 +262,7 @@ def calibrate(
     reader = _Reader(calib_images, imgsz, inp.name, batch)
     ranges = calibrate_ranges(pre, reader, work / (Path(fp32_onnx).stem + ".aug.onnx"), method)
     # Padded after calibration: the zero channels would otherwise shift the percentile of the widened tensors.
-    padded = pad_narrow_convs(model)
+    padded = pad_narrow_convs(model) if pad else []
     if padded:
         onnx.save(model, str(pre))
     return Calibration(pre, model.graph, inp.name, batch, list(calib_images), tuple(imgsz), method, ranges, padded)
@@ -275,18 +276,20 @@ def quantize_int8(
     scheme: str = "fast",
     method: str = "Percentile",
     calibration: Calibration | None = None,
+    quickgelu_max_elements: int | None = QUICKGELU_MAX_ELEMENTS,
 ) -> dict:
     """Write an int8 QDQ model (per-channel int8 weights, uint8 activations) and say how it was made.
 
     Pass ``calibration`` (from :func:`calibrate` on the same model and images) to skip pre-processing and
-    calibration, as the exporter does when it tries several schemes.
+    calibration, as the exporter does when it tries several schemes. ``quickgelu_max_elements``: see
+    :func:`~yolo_ft.export.int8_rewrites.silu_as_quickgelu` (0: keep every SiLU as two int8 ops).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if calibration is None:
         with tempfile.TemporaryDirectory(prefix=".calib.", dir=Path(out).parent) as work:
             cal = calibrate(fp32_onnx, work, calib_images, imgsz, method)
-            return quantize_int8(fp32_onnx, out, calib_images, imgsz, scheme, method, cal)
+            return quantize_int8(fp32_onnx, out, calib_images, imgsz, scheme, method, cal, quickgelu_max_elements)
     cal = calibration
     exclude = nodes_to_exclude(cal.graph, scheme)
     groups = shared_scale_groups(cal.graph, set(exclude), SCHEMES[scheme].ops)
@@ -306,7 +309,7 @@ def quantize_int8(
         extra_options={"TensorQuantOverrides": range_overrides(cal.ranges, groups)},
     )
     model = onnx.load(str(out))
-    fused = silu_as_quickgelu(model)
+    fused = silu_as_quickgelu(model, quickgelu_max_elements) if quickgelu_max_elements != 0 else 0
     if fused:
         onnx.save(model, str(out))
     return {
