@@ -107,8 +107,16 @@ def test_qdq_silu_on_a_large_or_unknown_size_tensor_stays_two_int8_ops():
     model = _qdq_silu()
     assert silu_as_quickgelu(model, max_elements=255) == 0
     del model.graph.value_info[:]
-    assert silu_as_quickgelu(model) == 0  # size unknown: not rewritten
+    model.graph.value_info.append(helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, "W"]))
+    assert silu_as_quickgelu(model) == 0  # size unknown (dynamic width): not rewritten
     assert silu_as_quickgelu(model, max_elements=None) == 1
+
+
+def test_a_symbolic_batch_dim_counts_as_one_image():
+    model = _qdq_silu()
+    del model.graph.value_info[:]
+    model.graph.value_info.append(helper.make_tensor_value_info("m", TensorProto.FLOAT, ["batch", 256]))
+    assert silu_as_quickgelu(model, max_elements=256) == 1
 
 
 def test_float_silu_is_not_touched():

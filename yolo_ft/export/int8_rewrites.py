@@ -96,12 +96,13 @@ def pad_narrow_convs(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -
 
 
 def _numel(model: onnx.ModelProto) -> dict[str, int]:
-    """Element count of every tensor whose static shape the graph records (value_info and outputs)."""
+    """Elements per image of every tensor whose shape the graph records (a symbolic batch dim counts as 1)."""
     out = {}
     for vi in list(model.graph.value_info) + list(model.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            out[vi.name] = int(np.prod([d.dim_value for d in dims]))
+        dims = list(vi.type.tensor_type.shape.dim)
+        sizes = [d.dim_value if d.HasField("dim_value") else (1 if i == 0 else 0) for i, d in enumerate(dims)]
+        if sizes and all(sizes):
+            out[vi.name] = int(np.prod(sizes))
     return out
 
 
