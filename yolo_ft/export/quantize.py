@@ -42,12 +42,13 @@ class Scheme:
 
 # Tried in this order by the exporter; the mAP gate keeps the first that holds accuracy. Measured on this
 # project's 2-core AVX512-VNNI machine, YOLO11n at 640, with shared scales, percentile calibration and the
-# rewrites in int8_rewrites.py (fp32 = 18.4 ms; bench/bench_runtime.py has the side-by-side run):
+# rewrites in int8_rewrites.py (fp32 = 18.4-19 ms in the quiet phase):
 # "fast":  everything int8 but the first block (a 3-channel conv runs faster in float: 0.7 vs 1.35 ms, and
 #          the input needs no quantizing), the head's final convs/DFL/decode, the two nearest-neighbour
 #          upsamples (ORT's uint8 Resize in NHWC layout is slower than its float one: 0.8 vs 0.45 ms) and
 #          C2PSA's attention (20x20 tokens: int8 MatMul/Softmax plus their requantizing cost more than they
-#          save): ~11.5 ms (1.6x).
+#          save): 1.54-1.58x in both of the VM's load phases (bench/bench_int8.py; 1.42-1.55x before the
+#          rewrites and float upsample/attention).
 # "broad": the head's activations float too (its inner convs int8): ~1.3x.
 # "conv":  only convolutions int8, every other op float: the safest, ~1.0x.
 SCHEMES: dict[str, Scheme] = {
