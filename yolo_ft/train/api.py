@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "gradual_step": None,
     "backbone_lr_mult": DEFAULT_BACKBONE_LR_MULT,
     "rewarm_epochs": 1.0,  # linear LR ramp for groups unfrozen mid-run
+    "l2sp": 0.0,  # > 0: pull transferred conv weights toward the start checkpoint (callbacks.py, L2-SP)
     "model": "yolo11n",  # architecture for `scratch` and the default weights name
     "weights": None,  # None: resolve_weights(None) -> local yolo11n.pt or the bundled COCO checkpoint
     "bn_calibrate": 0,  # N > 0: re-estimate the start model's BatchNorm stats on N train images (bn_start.py)
@@ -196,7 +197,9 @@ def train(
         raise YoloFtError("optimizer 'auto' ignores lr0; choose SGD, AdamW or Adam")
     plan = build_plan(s["schedule"], int(s["epochs"]), unfreeze_at=s["unfreeze_at"],
                       backbone_lr_mult=s["backbone_lr_mult"], step=s["gradual_step"])
-    plan = dataclasses.replace(plan, rewarm_epochs=float(s["rewarm_epochs"]))
+    plan = dataclasses.replace(plan, rewarm_epochs=float(s["rewarm_epochs"]), l2sp=float(s["l2sp"]))
+    if plan.l2sp < 0 or (plan.l2sp and not plan.pretrained):
+        raise YoloFtError(f"l2sp must be >= 0 and needs pretrained weights (schedule {plan.schedule!r}), got {plan.l2sp}")
     if rundir.exists() and any(rundir.iterdir()):
         if not overwrite:
             raise YoloFtError(f"{rundir}: output folder exists and is not empty (use --resume or --overwrite)")
@@ -219,6 +222,8 @@ def train(
         from yolo_ft.train.bn_start import calibrated_start
 
         start = str(calibrated_start(start, data_used, int(s["bn_calibrate"]), int(s["imgsz"]), rundir / "start.pt"))
+    if plan.l2sp:
+        plan = dataclasses.replace(plan, l2sp_anchor=str(Path(start).resolve()))
     args = _ultralytics_args(s, plan, start, data_used, rundir)
     from yolo_ft.utils.atomic import atomic_write_text
 

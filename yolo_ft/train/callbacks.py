@@ -77,6 +77,7 @@ class StagedDetectionTrainer(DetectionTrainer):
         self._opt_steps = 0
         self._rewarm: tuple[set[str], int, int] | None = None  # (groups, first step, length) of the re-warm-up
         self._ddp_stage = 0  # DDP is wrapped in _setup_train with args.freeze == stage 0's frozen layers
+        self._anchor: dict[int, torch.Tensor] | None = None  # L2-SP targets, loaded at the first step
         self.stage_log: list[dict] = []
 
     def _setup_train(self):
@@ -238,6 +239,41 @@ class StagedDetectionTrainer(DetectionTrainer):
         finally:
             for g, lr in saved or ():
                 g["lr"] = lr
+        if self.plan.l2sp > 0:
+            self._pull_to_start()
+
+    # -- L2-SP -----------------------------------------------------------------------------------------------
+    def _pull_to_start(self) -> None:
+        """Decoupled L2-SP (Li et al. 2018): after each step, move every trainable transferred conv/linear weight
+        ``lr x l2sp`` of the way back to its start-checkpoint value. Small data cannot drag the pretrained
+        features far; frozen weights (no gradient) and weights the start checkpoint lacks (the class convs
+        re-initialised for a new class count) are left alone, BatchNorm and biases too."""
+        if self._anchor is None:
+            self._anchor = self._load_anchor()
+        with torch.no_grad():
+            for g in self.optimizer.param_groups:
+                if g.get("param_group") != "weight":
+                    continue
+                alpha = g["lr"] * self.plan.l2sp
+                for p in g["params"]:
+                    p0 = self._anchor.get(id(p))
+                    if p0 is not None and p.requires_grad:
+                        p.add_(p0 - p, alpha=alpha)
+
+    def _load_anchor(self) -> dict[int, torch.Tensor]:
+        """Start-checkpoint values of the model's weights, by parameter id (same name and shape only)."""
+        path = self.plan.l2sp_anchor
+        if not path or not Path(path).is_file():
+            raise YoloFtError(f"l2sp: start checkpoint {path or '(none recorded in the plan)'} not found")
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        start = (ckpt.get("ema") or ckpt["model"]).float().state_dict()
+        anchor = {}
+        for name, p in unwrap_model(self.model).named_parameters():
+            ref = start.get(name)
+            if ref is not None and ref.shape == p.shape:
+                anchor[id(p)] = ref.to(device=p.device, dtype=p.dtype)
+        LOGGER.info(f"yolo-ft L2-SP: {len(anchor)} weight tensors pulled toward {path} (alpha {self.plan.l2sp:g})")
+        return anchor
 
     # -- per-stage checkpoints -----------------------------------------------------------------------------
     def save_model(self):

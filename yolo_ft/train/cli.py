@@ -45,6 +45,9 @@ def _tuning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone-lr-mult", type=float, help="backbone LR = lr0 x this after the unfreeze (0.3)")
     p.add_argument("--rewarm-epochs", type=float, help="LR ramp for layers unfrozen mid-run, in epochs (1.0)")
     p.add_argument("--gradual-step", type=int, help="epochs between unfreeze steps of --schedule gradual")
+    p.add_argument("--l2sp", type=float, metavar="ALPHA",
+                   help="after each step pull transferred conv weights toward the start checkpoint by lr x ALPHA "
+                   "of their distance (L2-SP; 0 = off)")
     p.add_argument("--warmup-epochs", type=float, help="Ultralytics warm-up epochs (3)")
     p.add_argument("--close-mosaic", type=int, help="turn mosaic off for the last N epochs (10)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (100)")
@@ -58,7 +61,7 @@ def _tuning_flags(p: argparse.ArgumentParser) -> None:
 
 _TUNING_KEYS = ("unfreeze_at", "imgsz", "batch", "device", "weights", "model", "augment", "optimizer", "lr0",
                 "backbone_lr_mult", "rewarm_epochs", "gradual_step", "warmup_epochs", "close_mosaic", "patience",
-                "workers", "cache", "bn_calibrate", "nbs")
+                "workers", "cache", "bn_calibrate", "nbs", "l2sp")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -65,6 +65,8 @@ class Plan:
     stages: tuple[Stage, ...]
     pretrained: bool = True
     rewarm_epochs: float = 1.0  # linear LR ramp for groups unfrozen mid-run (their momentum starts at zero)
+    l2sp: float = 0.0  # pull of transferred conv weights toward the start checkpoint (L2-SP), per unit of LR
+    l2sp_anchor: str = ""  # that start checkpoint (kept in the plan so --resume pulls toward the same one)
     notes: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -128,6 +130,8 @@ class Plan:
             stages=tuple(Stage(s["name"], int(s["start"]), tuple(s["trainable"])) for s in d["stages"]),
             pretrained=bool(d.get("pretrained", True)),
             rewarm_epochs=float(d.get("rewarm_epochs", 1.0)),
+            l2sp=float(d.get("l2sp", 0.0)),
+            l2sp_anchor=str(d.get("l2sp_anchor", "")),
             notes=d.get("notes", {}),
         )
 
