@@ -24,16 +24,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from yolo_ft.utils import onnx_graph
+
 MIN_CHANNELS = 16
 QUICKGELU_MAX_ELEMENTS = 1 << 18  # 1 MiB of float32: e.g. 40x40x128 is rewritten, 80x80x64 is not
-
-
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    out: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for t in n.input:
-            out.setdefault(t, []).append(n)
-    return out
 
 
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
@@ -58,7 +52,7 @@ def pad_narrow_convs(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -
     are SiLU(0) = 0 and meet zero weights)."""
     g = model.graph
     init = {t.name: t for t in g.initializer}
-    consumers = _consumers(g)
+    consumers = onnx_graph.consumers(g)
     shared = {t for t, users in consumers.items() if len(users) > 1}
     padded, stale = [], set()
     for conv in g.node:
@@ -73,15 +67,15 @@ def pad_narrow_convs(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS) -
         if not nxt or any(n.op_type != "Conv" or n.input[0] != act or _attr(n, "group", 1) != 1
                           or n.input[1] not in init or n.input[1] in shared for n in nxt):
             continue
-        if conv.input[1] in shared or (len(conv.input) > 2 and conv.input[2] in shared):
-            continue  # a weight another node also reads
+        bias = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
+        if conv.input[1] in shared or (bias and (bias in shared or bias not in init)):
+            continue  # a weight another node also reads, or a bias computed at run time
         extra = min_channels - cout
         init[conv.input[1]].CopyFrom(numpy_helper.from_array(
             np.concatenate([w, np.zeros((extra, *w.shape[1:]), w.dtype)]), conv.input[1]))
-        if len(conv.input) > 2 and conv.input[2]:
-            b = numpy_helper.to_array(init[conv.input[2]])
-            init[conv.input[2]].CopyFrom(numpy_helper.from_array(np.concatenate([b, np.zeros(extra, b.dtype)]),
-                                                                 conv.input[2]))
+        if bias:
+            b = numpy_helper.to_array(init[bias])
+            init[bias].CopyFrom(numpy_helper.from_array(np.concatenate([b, np.zeros(extra, b.dtype)]), bias))
         for n in nxt:
             w2 = numpy_helper.to_array(init[n.input[1]])
             init[n.input[1]].CopyFrom(numpy_helper.from_array(
@@ -112,8 +106,8 @@ def silu_as_quickgelu(model: onnx.ModelProto, max_elements: int | None = QUICKGE
     every one). In place; returns how many were replaced."""
     g = model.graph
     numel = _numel(model) if max_elements is not None else {}
-    consumers = _consumers(g)
-    producers = {o: n for n in g.node for o in n.output}
+    consumers = onnx_graph.consumers(g)
+    producers = onnx_graph.producers(g)
     drop: set[int] = set()
     replace: dict[int, onnx.NodeProto] = {}
     for sig in g.node:

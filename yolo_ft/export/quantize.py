@@ -51,9 +51,10 @@ class Scheme:
 #          rewrites and float upsample/attention).
 # "broad": the head's activations float too (its inner convs int8): ~1.3x.
 # "conv":  only convolutions int8, every other op float: the safest, ~1.0x.
+_ATTENTION = ("/attn/",)  # C2PSA's attention block
 SCHEMES: dict[str, Scheme] = {
-    "fast": Scheme(_INT8_OPS, head_inner=True, first_block_float=True, float_names=("/attn/",)),
-    "broad": Scheme(_INT8_OPS, head_inner=False, first_block_float=False, float_names=("/attn/",)),
+    "fast": Scheme(_INT8_OPS, head_inner=True, first_block_float=True, float_names=_ATTENTION),
+    "broad": Scheme(_INT8_OPS, head_inner=False, first_block_float=False, float_names=_ATTENTION),
     "conv": Scheme(("Conv",), head_inner=False, first_block_float=False),
 }
 
@@ -259,7 +260,7 @@ def calibrate(
     except Exception as e:  # pre-processing is an optimisation; quantize the raw graph if it fails
         log.debug("quant_pre_process failed (%s); quantizing the exported graph as is", e)
         model = onnx.load(str(fp32_onnx))
-    onnx.save(model, str(pre))
+        onnx.save(model, str(pre))  # calibration and quantization read the graph from `pre`
     reader = _Reader(calib_images, imgsz, inp.name, batch)
     ranges = calibrate_ranges(pre, reader, work / (Path(fp32_onnx).stem + ".aug.onnx"), method)
     # Padded after calibration: the zero channels would otherwise shift the percentile of the widened tensors.

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo_ft.utils.hashing import sha256_file
 from yolo_ft.records import YoloFtError
+from yolo_ft.utils import onnx_graph
+from yolo_ft.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,7 @@ def read_onnx_weights(path: Path) -> OnnxWeights:
 def _rebind_conv_params(model, tensors: dict[str, np.ndarray]) -> None:
     """Key each conv's bias by its weight's module name, following the graph rather than trusting
     initializer names: onnxslim merges identical initializers (e.g. all-zero biases) under one name."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    producers, consumers = onnx_graph.producers(model.graph), onnx_graph.consumers(model.graph)
 
     def base_of(name: str) -> str:
         node = producers.get(name)
@@ -264,11 +261,7 @@ def dequantized_onnx(path: Path):
     model = _load_onnx(path)
     onw = read_onnx_weights(path)
     g = model.graph
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    producers = {o: n for n in g.node for o in n.output}
+    producers, consumers = onnx_graph.producers(g), onnx_graph.consumers(g)
     drop, new_nodes, new_inits = set(), [], []
     for n in g.node:
         if n.op_type != "ConvInteger":
