@@ -144,6 +144,9 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
             old = Path(tempfile.mkdtemp(prefix=tag, suffix=".old", dir=path.parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
+            # Renamed before it is deleted: a run killed during the (long) rmtree must not leave a half-deleted
+            # "x" that recover_stale_temps would put back once the user removes the new output.
+            os.replace(old / "x", old / "replaced")
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
