@@ -76,3 +76,21 @@ def test_concat_inputs_share_the_output_scale(fp32_export, tiny_yolo_dataset, tm
             assert init[dq.input[1]] == scale_out and init[dq.input[2]] == zp_out, (n.name, t)
         checked += 1
     assert checked >= 8
+
+
+def test_schemes_keep_decode_float_and_differ_only_where_stated(fp32_export):
+    """Every scheme keeps the DFL and the head's concat float; 'fastest' differs from 'fast' only in the
+    Detect branches' last convs (box and class logits), which 'fast' keeps float."""
+    from yolo_ft.export.quantize import SCHEMES, nodes_to_exclude
+
+    graph = onnx.load(str(fp32_export[0])).graph
+    final_convs = {n.name for n in graph.node if n.op_type == "Conv" and n.name.startswith("/model.23/")
+                   and n.name.split("/")[-2].endswith(".2") and n.name.split("/")[2].startswith(("cv2.", "cv3."))}
+    assert len(final_convs) == 6  # box + class conv at each of 3 levels
+    kept = {s: set(nodes_to_exclude(graph, s)) for s in SCHEMES}
+    for s, names in kept.items():
+        assert any("/dfl/" in n for n in names), s
+        assert {n.name for n in graph.node if n.op_type == "Concat" and n.name.startswith("/model.23/")} <= names, s
+    assert kept["fast"] - kept["fastest"] == final_convs
+    assert kept["fastest"] < kept["fast"]
+    assert not final_convs & kept["fastest"]

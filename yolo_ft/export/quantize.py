@@ -4,9 +4,11 @@ pre-processing (letterbox + RGB + /255), so the activation ranges are the ones t
 Why the exclusions: YOLO's head output concatenates box coordinates (0..imgsz pixels) with class
 probabilities (0..1). Quantizing that tensor (or the DFL softmax/decoding that produces it) with one
 int8 scale rounds every class score to 0 — the "int8 YOLO gives 0 mAP" failure reported upstream.
-Ultralytics' own ONNX int8 path keeps every non-Conv op float for that reason. We keep the Detect head's
-final class/box convs, the DFL and the box decode float in every scheme and let the rest run int8 as far
-as the accuracy gate allows — that is where the speed comes from (see SCHEMES).
+Ultralytics' own ONNX int8 path keeps every non-Conv op float for that reason. We keep the DFL, the box
+decode and the concatenation float in every scheme; the Detect branches' last convs (box-distribution and
+class logits, each with a scale of its own, dequantized before the softmax/sigmoid) run int8 in the first
+scheme and float in the fallbacks. The rest runs int8 as far as the accuracy gate allows — that is where
+the speed comes from (see SCHEMES).
 """
 
 from __future__ import annotations
@@ -38,21 +40,28 @@ class Scheme:
     head_inner: bool  # the Detect branches' inner convs *and* their activations run int8
     first_block_float: bool  # model.0 (3-channel conv + SiLU) stays float
     float_names: tuple[str, ...] = ()  # nodes whose name contains one of these stay float
+    final_convs_int8: bool = False  # the Detect branches' last convs (box DFL logits, class logits) run int8
 
 
 # Tried in this order by the exporter; the mAP gate keeps the first that holds accuracy. Measured on this
 # project's 2-core AVX512-VNNI machine, YOLO11n at 640, with shared scales, percentile calibration and the
 # rewrites in int8_rewrites.py (fp32 = 18.4-19 ms in the quiet phase):
+# "fastest": "fast" with the Detect branches' last convs int8 too (for COCO's 80 classes the class convs
+#          are the largest float convs left): 1.60-1.61x (bench/bench_int8.py). Their logits get their own
+#          calibrated scale and are dequantized before the DFL softmax and the sigmoid, so scores keep a fine
+#          grid. Kidney-stone model at 320: mAP50 0.734 / mAP50-95 0.380 vs fp32 0.730 / 0.376.
 # "fast":  everything int8 but the first block (a 3-channel conv runs faster in float: 0.7 vs 1.35 ms, and
 #          the input needs no quantizing), the head's final convs/DFL/decode, the two nearest-neighbour
 #          upsamples (ORT's uint8 Resize in NHWC layout is slower than its float one: 0.8 vs 0.45 ms) and
 #          C2PSA's attention (20x20 tokens: int8 MatMul/Softmax plus their requantizing cost more than they
-#          save): 1.54-1.58x in both of the VM's load phases (bench/bench_int8.py; 1.42-1.55x before the
-#          rewrites and float upsample/attention).
+#          save): 1.54-1.58x in both of the VM's load phases (1.42-1.55x before the rewrites and float
+#          upsample/attention).
 # "broad": the head's activations float too (its inner convs int8): ~1.3x.
 # "conv":  only convolutions int8, every other op float: the safest, ~1.0x.
 _ATTENTION = ("/attn/",)  # C2PSA's attention block
 SCHEMES: dict[str, Scheme] = {
+    "fastest": Scheme(_INT8_OPS, head_inner=True, first_block_float=True, float_names=_ATTENTION,
+                      final_convs_int8=True),
     "fast": Scheme(_INT8_OPS, head_inner=True, first_block_float=True, float_names=_ATTENTION),
     "broad": Scheme(_INT8_OPS, head_inner=False, first_block_float=False, float_names=_ATTENTION),
     "conv": Scheme(("Conv",), head_inner=False, first_block_float=False),
@@ -85,7 +94,7 @@ def _keeps_float(name: str, op: str, head: str, scheme: Scheme) -> bool:
     if not name.startswith(head):
         return False
     if _is_final_head_conv(name, head):
-        return True
+        return not scheme.final_convs_int8
     inner = name[len(head) :].startswith(("cv2.", "cv3."))  # branch layers before the final convs
     return not inner or (op != "Conv" and not scheme.head_inner)
 
@@ -322,7 +331,8 @@ def quantize_int8(
         "calibration_images": len(cal.images),
         "scheme": scheme,
         "quantized_ops": list(SCHEMES[scheme].ops),
-        "float_kept": "Detect head final class/box convs, DFL and box decode"
+        "float_kept": ("DFL and box decode" if SCHEMES[scheme].final_convs_int8
+                       else "Detect head final class/box convs, DFL and box decode")
         + (", the first conv block" if SCHEMES[scheme].first_block_float else "")
         + ("" if SCHEMES[scheme].head_inner else ", the head's activations")
         + "".join(f", nodes named *{part}*" for part in SCHEMES[scheme].float_names)
