@@ -34,8 +34,11 @@ def test_compare_parallel_paired_subsets_and_table(tiny_yolo_dataset, start_ckpt
         vals = [x["metrics"]["mAP50-95"] for x in r["runs"] if x["schedule"] == row["schedule"]]
         assert row["n"] == 2 and abs(row["mAP50-95"] - statistics.mean(vals)) < 1e-12
         assert abs(row["mAP50-95_std"] - statistics.stdev(vals)) < 1e-12
+    # each schedule's own L2-SP default: the recipe's pull for two-stage, none for the plain baseline
+    assert {row["schedule"]: row["l2sp"] for row in r["table"]} == {"full": [0.0], "two-stage": [1.0]}
     md = (out / "compare.md").read_text().splitlines()
-    assert md[0].startswith("| train fraction | schedule | mAP50 | mAP50-95") and len(md) == 4
+    assert md[0].startswith("| train fraction | schedule | L2-SP | mAP50 | mAP50-95") and len(md) == 4
+    assert md[2].startswith("| 0.5 | full | 0 |") and md[3].startswith("| 0.5 | two-stage | 1 |")
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "compare.json").read_text())["table"] == json.loads(json.dumps(r["table"]))
 

@@ -63,3 +63,12 @@ def test_plan_json_round_trip():
 def test_bad_schedule_settings_are_clear_errors(kw, msg):
     with pytest.raises(YoloFtError, match=msg):
         build_plan(kw.pop("schedule"), kw.pop("epochs"), **kw)
+
+
+def test_l2sp_is_part_of_two_stage_only():
+    """The pull belongs to the two-stage recipe; `full` stays the plain baseline, `head`/`scratch` have nothing
+    transferred to pull and `gradual` + L2-SP was never measured."""
+    from yolo_ft.train.schedules import SCHEDULES, default_l2sp
+
+    assert {s: default_l2sp(s) for s in SCHEDULES} == {
+        "two-stage": 1.0, "gradual": 0.0, "full": 0.0, "head": 0.0, "scratch": 0.0}

@@ -33,7 +33,7 @@ def test_summary_structure_and_numbers(two_stage_run, start_ckpt, tiny_yolo_data
     assert on_disk == json.loads(json.dumps(summary))
     assert {"weights", "data", "schedule", "stages", "best", "metrics"} <= set(on_disk)
     assert on_disk["weights"] == str(start_ckpt) and on_disk["data"] == str(tiny_yolo_dataset.resolve())
-    assert on_disk["schedule"] == "two-stage"
+    assert on_disk["schedule"] == "two-stage" and on_disk["l2sp"] == 1.0  # the recipe's L2-SP, by default
     head, full = on_disk["stages"]
     assert (head["name"], head["epochs"], full["name"], full["epochs"]) == ("head", [1, 1], "full", [2, 2])
     assert head["frozen_layers"] == list(range(11)) and full["frozen_layers"] == []
@@ -71,6 +71,7 @@ def test_cli_config_flag_precedence_offline(tiny_yolo_dataset, tmp_path):
 
     assert s["weights"] == str(bundled_weights())  # resolved offline, nothing downloaded
     assert s["schedule"] == "full" and [st["name"] for st in s["stages"]] == ["full"]
+    assert s["l2sp"] == 0.0  # plain full fine-tuning (the A/B baseline) never gets the two-stage pull
     assert s["stages"][0]["frozen_layers"] == [] and s["stages"][0]["optimizer"] == "AdamW"
     assert "best epoch 1 (full)" in r.stdout
 

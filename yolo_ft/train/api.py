@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from yolo_ft.records import YoloFtError
-from yolo_ft.train.schedules import DEFAULT_BACKBONE_LR_MULT, Plan, build_plan
+from yolo_ft.train.schedules import DEFAULT_BACKBONE_LR_MULT, Plan, build_plan, default_l2sp
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 PLAN_FILE = "yolo_ft_plan.json"
@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "gradual_step": None,
     "backbone_lr_mult": DEFAULT_BACKBONE_LR_MULT,
     "rewarm_epochs": 1.0,  # linear LR ramp for groups unfrozen mid-run
-    "l2sp": 0.0,  # > 0: pull transferred conv weights toward the start checkpoint (callbacks.py, L2-SP)
+    "l2sp": None,  # L2-SP pull toward the start checkpoint (callbacks.py); None: the schedule's (two-stage 1.0, else 0)
     "model": "yolo11n",  # architecture for `scratch` and the default weights name
     "weights": None,  # None: resolve_weights(None) -> local yolo11n.pt or the bundled COCO checkpoint
     "bn_calibrate": 0,  # N > 0: re-estimate the start model's BatchNorm stats on N train images (bn_start.py)
@@ -197,7 +197,8 @@ def train(
         raise YoloFtError("optimizer 'auto' ignores lr0; choose SGD, AdamW or Adam")
     plan = build_plan(s["schedule"], int(s["epochs"]), unfreeze_at=s["unfreeze_at"],
                       backbone_lr_mult=s["backbone_lr_mult"], step=s["gradual_step"])
-    plan = dataclasses.replace(plan, rewarm_epochs=float(s["rewarm_epochs"]), l2sp=float(s["l2sp"]))
+    l2sp = default_l2sp(plan.schedule) if s["l2sp"] is None else float(s["l2sp"])
+    plan = dataclasses.replace(plan, rewarm_epochs=float(s["rewarm_epochs"]), l2sp=l2sp)
     if plan.l2sp < 0 or (plan.l2sp and not plan.pretrained):
         raise YoloFtError(f"l2sp must be >= 0 and needs pretrained weights (schedule {plan.schedule!r}), got {plan.l2sp}")
     if rundir.exists() and any(rundir.iterdir()):
@@ -335,6 +336,7 @@ def write_summary(rundir: Path, trainer: Any = None) -> dict[str, Any]:
         "weights": info["start"],
         "data": info["data"],
         "schedule": plan.schedule,
+        "l2sp": plan.l2sp,
         "stages": stages,
         "best": {
             "path": "weights/best.pt",

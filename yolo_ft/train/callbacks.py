@@ -254,11 +254,10 @@ class StagedDetectionTrainer(DetectionTrainer):
             for g in self.optimizer.param_groups:
                 if g.get("param_group") != "weight":
                     continue
-                alpha = g["lr"] * self.plan.l2sp
-                for p in g["params"]:
-                    p0 = self._anchor.get(id(p))
-                    if p0 is not None and p.requires_grad:
-                        p.add_(p0 - p, alpha=alpha)
+                pairs = [(p, self._anchor[id(p)]) for p in g["params"] if p.requires_grad and id(p) in self._anchor]
+                if pairs:  # p += lr * alpha * (p0 - p), one fused multi-tensor op per group
+                    ps, p0s = zip(*pairs)
+                    torch._foreach_lerp_(list(ps), list(p0s), g["lr"] * self.plan.l2sp)
 
     def _load_anchor(self) -> dict[int, torch.Tensor]:
         """Start-checkpoint values of the model's weights, by parameter id (same name and shape only)."""

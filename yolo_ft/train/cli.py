@@ -47,7 +47,7 @@ def _tuning_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradual-step", type=int, help="epochs between unfreeze steps of --schedule gradual")
     p.add_argument("--l2sp", type=float, metavar="ALPHA",
                    help="after each step pull transferred conv weights toward the start checkpoint by lr x ALPHA "
-                   "of their distance (L2-SP; 0 = off)")
+                   "of their distance (L2-SP; default 1.0 for two-stage, 0 = off)")
     p.add_argument("--warmup-epochs", type=float, help="Ultralytics warm-up epochs (3)")
     p.add_argument("--close-mosaic", type=int, help="turn mosaic off for the last N epochs (10)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (100)")
@@ -116,7 +116,8 @@ def _train(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None:
             kw[k] = getattr(args, k)
     s = train(args.data, args.out, config=args.config, resume=args.resume, overwrite=args.overwrite, **kw)
-    print(f"schedule {s['schedule']}: " + " -> ".join(
+    pull = f" + L2-SP {s['l2sp']:g}" if s.get("l2sp") else ""
+    print(f"schedule {s['schedule']}{pull}: " + " -> ".join(
         f"{st['name']} (epochs {st['epochs'][0]}-{st['epochs'][1]}, {st['trainable_params'] or 0:,} trainable)"
         for st in s["stages"]))
     m = s["metrics"]

@@ -97,6 +97,7 @@ def compare(
             s = json.loads(summary_path.read_text())
             rec["metrics"] = s["metrics"]
             rec["best_epoch"] = s["best"]["epoch"]
+            rec["l2sp"] = float(s.get("l2sp") or 0.0)
         else:
             rec["error"] = j.get("error", "no summary.json (see logs/)")
         runs.append(rec)
@@ -189,7 +190,8 @@ def aggregate(runs: list[dict], schedules: list[str], fractions: list[float]) ->
         base = {r["seed"]: r for r in runs if r["fraction"] == frac and r["schedule"] == "full" and "metrics" in r}
         for sched in schedules:
             rs = [r for r in runs if r["fraction"] == frac and r["schedule"] == sched and "metrics" in r]
-            row: dict[str, Any] = {"fraction": frac, "schedule": sched, "n": len(rs)}
+            row: dict[str, Any] = {"fraction": frac, "schedule": sched, "n": len(rs),
+                                   "l2sp": sorted({float(r.get("l2sp", 0.0)) for r in rs})}
             for m in METRICS:
                 row[m], row[f"{m}_std"] = _mean_std([float(r["metrics"][m]) for r in rs if r["metrics"][m] is not None])
                 diffs = [float(r["metrics"][m]) - float(base[r["seed"]]["metrics"][m]) for r in rs if r["seed"] in base]
@@ -203,11 +205,12 @@ def _fmt(m: float | None, s: float | None) -> str:
 
 
 def markdown_table(table: list[dict[str, Any]]) -> str:
-    lines = ["| train fraction | schedule | mAP50 | mAP50-95 | Δ mAP50-95 vs full (paired) | seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| train fraction | schedule | L2-SP | mAP50 | mAP50-95 | Δ mAP50-95 vs full (paired) | seeds |",
+             "|---|---|---|---|---|---|---|"]
     for r in table:
         d = r.get("mAP50-95_vs_full")
-        lines.append(f"| {r['fraction']:g} | {r['schedule']} | {_fmt(r['mAP50'], r['mAP50_std'])} | "
+        pull = ", ".join(f"{a:g}" for a in r.get("l2sp", [])) or "—"
+        lines.append(f"| {r['fraction']:g} | {r['schedule']} | {pull} | {_fmt(r['mAP50'], r['mAP50_std'])} | "
                      f"{_fmt(r['mAP50-95'], r['mAP50-95_std'])} | {'—' if d is None else f'{d:+.3f}'} | {r['n']} |")
     return "\n".join(lines) + "\n"
 

@@ -16,6 +16,10 @@ to plain full fine-tuning):
   (default 0.3): low enough to keep COCO features, high enough that a domain as far from COCO as CT
   can still adapt within a short budget.
 * Frozen BatchNorm layers run in eval mode only while frozen; afterwards their statistics adapt.
+* After the unfreeze, L2-SP (Li et al. 2018) pulls the transferred weights back toward their start values
+  (:data:`DEFAULT_L2SP`): small data cannot drag the COCO features far. Freezing alone tied plain full
+  fine-tuning on the kidney-stone CT proxy; freezing *and* pulling led it at 10 %, 25 % and 100 % of the data,
+  while the pull on plain full fine-tuning lost (bench/results/CPU_2026-11-28.md).
 """
 
 from __future__ import annotations
@@ -35,6 +39,15 @@ REST = "rest"
 
 DEFAULT_BACKBONE_LR_MULT = 0.3
 DEFAULT_UNFREEZE_FRACTION = 0.15
+#: L2-SP strength a schedule gets when none is given: part of the ``two-stage`` recipe. ``full`` stays plain
+#: fine-tuning (the baseline of every A/B), ``head``/``scratch`` have nothing transferred to pull, and
+#: ``gradual`` with L2-SP was never measured.
+DEFAULT_L2SP: dict[str, float] = {"two-stage": 1.0}
+
+
+def default_l2sp(schedule: str) -> float:
+    """The L2-SP alpha ``schedule`` uses unless one is set explicitly (0: off)."""
+    return DEFAULT_L2SP.get(schedule, 0.0)
 
 
 @dataclass(frozen=True)
