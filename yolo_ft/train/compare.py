@@ -97,7 +97,7 @@ def compare(
             s = json.loads(summary_path.read_text())
             rec["metrics"] = s["metrics"]
             rec["best_epoch"] = s["best"]["epoch"]
-            rec["l2sp"] = float(s.get("l2sp") or 0.0)
+            rec["l2sp"] = _run_l2sp(Path(j["run_dir"]), s)
         else:
             rec["error"] = j.get("error", "no summary.json (see logs/)")
         runs.append(rec)
@@ -109,6 +109,16 @@ def compare(
     atomic_write_text(out / "compare.md", markdown_table(table))
     _plot(out / "compare.png", table, schedules, fractions)
     return result
+
+
+def _run_l2sp(run_dir: Path, summary: dict[str, Any]) -> float:
+    """The L2-SP alpha a finished run used: its summary's, else its plan's (runs from before summaries had it)."""
+    if "l2sp" in summary:
+        return float(summary["l2sp"])
+    from yolo_ft.train.api import PLAN_FILE
+
+    plan = run_dir / PLAN_FILE
+    return float(json.loads(plan.read_text()).get("l2sp", 0.0)) if plan.is_file() else 0.0
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
