@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 from yolo_ft.records import YoloFtError
+from yolo_ft.utils import onnx_graph
 
 
 def test_int8_export_is_quantized_and_gated(export_model, tiny_yolo_dataset, kidney_sizes, tmp_path):
@@ -33,8 +34,7 @@ def test_int8_export_is_quantized_and_gated(export_model, tiny_yolo_dataset, kid
     int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert len(int8_weights) > 50  # per-channel int8 conv weights
     # In QDQ form a quantized conv is still a Conv node, but its input and weight come from DequantizeLinear.
-    producers = {o: n for n in model.graph.node for o in n.output}
-    consumers = {i: [n for n in model.graph.node if i in n.input] for n in model.graph.node for i in n.output}
+    producers, consumers = onnx_graph.producers(model.graph), onnx_graph.consumers(model.graph)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     float_convs = {n.name for n in convs if n.input[1] not in producers
                    or producers[n.input[1]].op_type != "DequantizeLinear"}

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from yolo_ft.export.data import split_images
 from yolo_ft.export.int8_rewrites import pad_narrow_convs, silu_as_quickgelu
+from yolo_ft.utils import onnx_graph
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -138,7 +139,7 @@ def test_fast_int8_yolo_has_no_int8_sigmoid_left_and_tracks_fp32(fp32_export, ti
     assert how["silu_as_quickgelu"] > 50
     assert how["padded_convs"] == ["/model.2/m.0/cv1/conv/Conv"]  # YOLO11n's only 8-channel conv
     model = onnx.load(str(q))
-    producers = {o: n for n in model.graph.node for o in n.output}
+    producers = onnx_graph.producers(model.graph)
     for n in model.graph.node:  # a Sigmoid left must be float (its input not dequantized): head/first block
         if n.op_type == "Sigmoid":
             assert producers.get(n.input[0]) is None or producers[n.input[0]].op_type != "DequantizeLinear", n.name

@@ -8,11 +8,12 @@ import onnx
 from onnx import numpy_helper
 
 from yolo_ft.export.data import split_images
+from yolo_ft.utils import onnx_graph
 
 
 def _qparams(model: onnx.ModelProto) -> tuple[dict, dict]:
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    producers = {o: n for n in model.graph.node for o in n.output}
+    producers = onnx_graph.producers(model.graph)
     return init, producers
 
 
