@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolo_ft.runtime import letterbox, non_max_suppression, scale_boxes
+from yolo_ft.runtime import letterbox, non_max_suppression, scale_boxes, to_blob
+from yolo_ft.runtime import nms as nms_module
 
 
 @settings(max_examples=60, deadline=None)
@@ -40,15 +41,29 @@ def test_scale_boxes_equals_ultralytics(h, w, size, auto):
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-4)
 
 
+def test_to_blob_equals_ultralytics_preprocessing():
+    """Every uint8 value, every channel: RGB, CHW, and bit-identical to ``torch ... .float() / 255``."""
+    rng = np.random.default_rng(0)
+    ims = [rng.integers(0, 256, (37, 53, 3), dtype=np.uint8) for _ in range(2)]
+    ims[0][0, :, 0] = np.arange(53) * 5  # covers 0..255 in steps, plus the random rest
+    ims[0][1, :3] = [[0, 0, 0], [255, 255, 255], [1, 254, 128]]
+    got = to_blob(ims)
+    ref = torch.from_numpy(np.stack([im[..., ::-1].transpose(2, 0, 1).copy() for im in ims])).float() / 255
+    assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"] and got.shape == (2, 3, 37, 53)
+    np.testing.assert_array_equal(got, ref.numpy())
+    assert to_blob(ims, np.float16).dtype == np.float16
+
+
+@pytest.mark.parametrize("n", [300, 2000])  # 300: NMS through the pairwise-IoU matrix; 2000: the per-box loop
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("conf,iou,max_det", [(0.25, 0.7, 300), (0.001, 0.45, 300), (0.05, 0.7, 10)])
-def test_nms_equals_ultralytics(seed, conf, iou, max_det):
+def test_nms_equals_ultralytics(seed, conf, iou, max_det, n):
     """Clustered random boxes over 3 classes: overlapping same-class boxes must be suppressed exactly as
     Ultralytics does (class-aware, conf on the best class, max_det cap)."""
     from ultralytics.utils.nms import non_max_suppression as ul_nms
 
     rng = np.random.default_rng(seed)
-    n, nc = 2000, 3
+    nc = 3
     centers = rng.uniform(50, 590, (12, 2))
     c = centers[rng.integers(0, 12, n)] + rng.normal(0, 8, (n, 2))
     wh = rng.uniform(20, 120, (n, 2))
@@ -58,3 +73,19 @@ def test_nms_equals_ultralytics(seed, conf, iou, max_det):
     got = non_max_suppression(pred[0], conf, iou, max_det)
     assert got.shape == ref.shape and len(ref) > 0
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-4)
+
+
+def test_nms_matrix_and_loop_paths_agree(monkeypatch):
+    """The pairwise-matrix path and the per-box loop keep the same boxes in the same order."""
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 300, (400, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 80, (400, 2)).astype(np.float32)], 1)
+    scores = rng.uniform(0, 1, 400).astype(np.float32)
+    scores[:10] = scores[10]  # ties: the stable order must decide alike
+    for thr in (0.3, 0.5, 0.7):
+        matrix = nms_module.nms_indices(boxes, scores, thr)
+        monkeypatch.setattr(nms_module, "MATRIX_MAX", 0)
+        loop = nms_module.nms_indices(boxes, scores, thr)
+        monkeypatch.undo()
+        assert 0 < len(matrix) < 400
+        np.testing.assert_array_equal(matrix, loop)

