@@ -94,3 +94,23 @@ def test_exported_yolo11_is_rewritten_and_still_matches_pytorch(fp32_export):
             assert made_by[n.input[0]].op_type == "Conv"
     assert report["parity"]["passed"] and report["parity"]["max_conf_delta"] <= 1e-3
     assert ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).get_outputs()[0].shape[1] == 5
+
+
+def test_no_graph_rewrites_keeps_ultralytics_graph_with_the_same_outputs(fp32_export, tiny_yolo_dataset, tmp_path):
+    """``graph_rewrites=False`` (``--no-graph-rewrites``) writes the neck as Ultralytics exports it; on a real
+    image both graphs give the same raw head output up to float summation order."""
+    from yolo_ft.export.onnx import export
+    from yolo_ft.export.data import split_images
+    from yolo_ft.runtime import letterbox, load_image, to_blob
+
+    rewritten, _, pt = fp32_export
+    plain = tmp_path / "plain.onnx"
+    report = export(pt, plain, calib=tiny_yolo_dataset, graph_rewrites=False)
+    assert report["graph_rewrites"]["upsample_after_pointwise_conv"] == []
+    assert report["settings"]["graph_rewrites"] is False
+    ops = lambda p: [n.op_type for n in onnx.load(str(p)).graph.node]  # noqa: E731
+    assert ops(plain).count("Concat") == ops(rewritten).count("Concat") + 2
+    x = to_blob([letterbox(load_image(split_images(tiny_yolo_dataset, "val")[0]), (128, 128))[0]])
+    a, b = (_run(onnx.load(str(p)), {"images": x})[0] for p in (plain, rewritten))
+    np.testing.assert_allclose(b[:, :4], a[:, :4], atol=1e-3)  # box pixels
+    np.testing.assert_allclose(b[:, 4:], a[:, 4:], atol=1e-5)  # class scores

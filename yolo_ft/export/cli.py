@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, default=0.01, help="max mAP50 drop allowed for int8 (0.01)")
     p.add_argument("--force", action="store_true", help="write the model even if a check fails")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxslim")
+    p.add_argument("--no-graph-rewrites", dest="graph_rewrites", action="store_false",
+                   help="keep Ultralytics' graph as exported (skip the exact speed rewrites)")
     p.add_argument("--check-images", nargs="+", help="images for the parity check (default: val split)")
     p.set_defaults(func=_export)
 
@@ -47,7 +49,7 @@ def _export(args: argparse.Namespace) -> int:
     r = export(
         args.model, args.out, target=args.target, int8=args.int8, calib=args.calib, imgsz=args.imgsz,
         dynamic=args.dynamic, batch=args.batch, tolerance=args.tolerance, force=args.force,
-        simplify=args.simplify, check_images=args.check_images,
+        simplify=args.simplify, check_images=args.check_images, graph_rewrites=args.graph_rewrites,
     )
     par = r["parity"]
     print(f"wrote {args.out} ({r['precision']}, imgsz {r['imgsz']}, {r['size_bytes'] / 1e6:.1f} MB) and {args.out}.json")

@@ -133,6 +133,7 @@ def export(
     tolerance: float = 0.01,
     force: bool = False,
     simplify: bool = True,
+    graph_rewrites: bool = True,
     opset: int | None = None,
     check_images: Sequence[str | Path] | None = None,
     max_check_images: int = 8,
@@ -142,6 +143,7 @@ def export(
     """Export ``model`` (.pt) to ``out`` (.onnx) and write ``out``.json; returns that report.
 
     Raises YoloFtError (and writes nothing) when the int8 gate or the parity check fails, unless ``force``.
+    ``graph_rewrites``: apply graph_rewrites' exact speed rewrites (off: Ultralytics' graph as exported).
     """
     t0 = time.time()
     model, out = Path(model), Path(out)
@@ -201,7 +203,7 @@ def export(
                 verbose=False,
             )
         fp32_path = Path(exported)
-        rewritten = _rewrite_graph(fp32_path)
+        rewritten = _rewrite_graph(fp32_path) if graph_rewrites else []
         meta = {"yolo_ft_precision": precision, "yolo_ft_source_sha256": sha256_file(model)}
         report: dict[str, Any] = {
             "model": out.name,
@@ -216,7 +218,7 @@ def export(
             "stride": int(max(torch_model.model.stride)),
             "settings": {"dynamic": dynamic, "batch": batch, "simplify": simplify, "opset": opset,
                          "int8": int8, "calib": str(calib) if calib else None, "tolerance": tolerance,
-                         "force": force},
+                         "force": force, "graph_rewrites": graph_rewrites},
             "versions": _versions(),
             "graph_rewrites": {"upsample_after_pointwise_conv": rewritten},
         }
