@@ -20,15 +20,18 @@ def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarra
     return sess.run(None, feeds)
 
 
-def _neck(kernel: int = 1, mode: str = "nearest", extra_reader: bool = False, order: str = "up-first"):
+def _neck(kernel: int = 1, mode: str = "nearest", extra_reader: bool = False, order: str = "up-first",
+          by_sizes: bool = False):
     """a(1,4,5,6) -> Resize x2 -> Concat with b(1,3,10,12) -> Conv kxk (7->5) + bias -> y: YOLO's neck."""
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.normal(size=(5, 7, kernel, kernel)).astype(np.float32), "w")
     bias = numpy_helper.from_array(rng.normal(size=5).astype(np.float32), "bias")
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
     cat_in = ["up", "b"] if order == "up-first" else ["b", "up"]
+    sizes = numpy_helper.from_array(np.array([1, 4, 10, 12], np.int64), "sizes")
     nodes = [
-        helper.make_node("Resize", ["a", "", "scales"], ["up"], name="/m.11/Resize", mode=mode,
+        helper.make_node("Resize", ["a", "", "", "sizes"] if by_sizes else ["a", "", "scales"], ["up"],
+                         name="/m.11/Resize", mode=mode,
                          coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
         helper.make_node("Concat", cat_in, ["cat"], name="/m.12/Concat", axis=1),
         helper.make_node("Conv", ["cat", "w", "bias"], ["y"], name="/m.13/cv1/conv/Conv",
@@ -42,7 +45,7 @@ def _neck(kernel: int = 1, mode: str = "nearest", extra_reader: bool = False, or
         nodes, "neck",
         [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4, 5, 6]),
          helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3, 10, 12])],
-        outputs, [w, bias, scales],
+        outputs, [w, bias, scales, sizes],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -71,9 +74,10 @@ def test_rewrite_is_exact_and_moves_the_upsample_after_a_smaller_conv(order):
     assert sum("bias" in n.input for n in model.graph.node) == 1  # the bias is added once
 
 
-@pytest.mark.parametrize("case", [dict(kernel=3), dict(mode="linear"), dict(extra_reader=True)])
+@pytest.mark.parametrize("case", [dict(kernel=3), dict(mode="linear"), dict(extra_reader=True), dict(by_sizes=True)])
 def test_rewrite_leaves_inexact_cases_alone(case):
-    """A 3x3 conv mixes neighbours, a linear upsample interpolates, and a shared upsample must stay."""
+    """A 3x3 conv mixes neighbours, a linear upsample interpolates, a shared upsample must stay, and a
+    Resize to fixed ``sizes`` names the old channel count."""
     model = _neck(**case)
     before = model.SerializeToString()
     assert upsample_after_pointwise_conv(model) == []
