@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -82,6 +83,7 @@ def test_nms_matrix_and_loop_paths_agree(monkeypatch):
     boxes = np.concatenate([xy, xy + rng.uniform(5, 80, (400, 2)).astype(np.float32)], 1)
     scores = rng.uniform(0, 1, 400).astype(np.float32)
     scores[:10] = scores[10]  # ties: the stable order must decide alike
+    boxes[20:30, 2] = boxes[20:30, 0]  # zero-area boxes: IoU 0/0 suppresses nothing, as in torchvision
     for thr in (0.3, 0.5, 0.7):
         matrix = nms_module.nms_indices(boxes, scores, thr)
         monkeypatch.setattr(nms_module, "MATRIX_MAX", 0)
@@ -89,3 +91,5 @@ def test_nms_matrix_and_loop_paths_agree(monkeypatch):
         monkeypatch.undo()
         assert 0 < len(matrix) < 400
         np.testing.assert_array_equal(matrix, loop)
+        ref = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), thr).numpy()
+        np.testing.assert_array_equal(np.sort(matrix), np.sort(ref))

@@ -17,7 +17,8 @@ def _iou_rows(boxes: np.ndarray, areas: np.ndarray, i: np.ndarray | int, rest: n
     w = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
     h = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
     inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    return inter / (areas[i] + areas[rest] - inter)
+    with np.errstate(invalid="ignore", divide="ignore"):  # two zero-area boxes: 0/0 = NaN, never "over"
+        return inter / (areas[i] + areas[rest] - inter)
 
 
 # Up to this many candidates the IoU of every pair is computed at once (a 512x512 float32 matrix is 1 MiB):
@@ -46,7 +47,7 @@ def nms_indices(boxes: np.ndarray, scores: np.ndarray, iou_thres: float) -> np.n
         if order.size == 1:
             break
         rest = order[1:]
-        order = rest[_iou_rows(boxes, areas, i, rest) <= iou_thres]
+        order = rest[~(_iou_rows(boxes, areas, i, rest) > iou_thres)]  # NaN IoU does not suppress (torchvision)
     return np.asarray(keep, dtype=np.int64)
 
 
