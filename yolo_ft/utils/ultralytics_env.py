@@ -12,6 +12,8 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 _DONE = False
 
@@ -76,7 +78,38 @@ def prepare_ultralytics() -> None:
 
     if offline:
         _patch_amp_check()
+    _patch_dataset_cache_write()
     _DONE = True
+
+
+def _patch_dataset_cache_write() -> None:
+    """Write Ultralytics' ``labels/*.cache`` atomically (temp file + rename).
+
+    Its own writer checks ``path.exists()`` then unlinks and rewrites in place: two runs reading one dataset
+    at once (``yolo-ft compare --parallel``, DDP workers) race, and the loser dies with FileNotFoundError on
+    the unlink (seen in CI), or a reader loads a half-written file. Renaming a complete file is safe for both.
+    """
+    import ultralytics.data.dataset as dataset_mod
+    import ultralytics.data.utils as data_utils
+    from ultralytics.utils import LOGGER
+
+    from yolo_ft.utils.atomic import atomic_output_file
+
+    def save_dataset_cache_file(prefix: str, path: Path, x: dict, version: str) -> None:
+        x["version"] = version
+        path = Path(path)
+        if not data_utils.is_dir_writeable(path.parent):
+            LOGGER.warning(f"{prefix}Cache directory {path.parent} is not writable, cache not saved.")
+            return
+        try:
+            with atomic_output_file(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, x)
+            LOGGER.info(f"{prefix}New cache created: {path}")
+        except Exception as e:  # a cache is an optimisation: warn and train on, as Ultralytics does
+            LOGGER.warning(f"{prefix}Failed to save cache to {path}: {e}")
+
+    data_utils.save_dataset_cache_file = save_dataset_cache_file
+    dataset_mod.save_dataset_cache_file = save_dataset_cache_file  # imported there by name
 
 
 def _patch_amp_check() -> None:
