@@ -36,25 +36,26 @@ def _is_pointwise(conv: onnx.NodeProto, initializers: dict[str, onnx.TensorProto
             and all(d == 1 for d in a.get("dilations", [1, 1])))
 
 
-def _constant(name: str, graph: onnx.GraphProto, made_by: dict) -> np.ndarray | None:
+def _constant(name: str, initializers: dict[str, onnx.TensorProto], made_by: dict) -> np.ndarray | None:
     """The value of an initializer or Constant-node output, else None."""
-    init = next((t for t in graph.initializer if t.name == name), None)
-    if init is not None:
-        return numpy_helper.to_array(init)
+    if name in initializers:
+        return numpy_helper.to_array(initializers[name])
     node = made_by.get(name)
     if node is not None and node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
         return numpy_helper.to_array(node.attribute[0].t)
     return None
 
 
-def _is_spatial_nearest_upsample(node: onnx.NodeProto | None, graph: onnx.GraphProto, made_by: dict) -> bool:
+def _is_spatial_nearest_upsample(
+    node: onnx.NodeProto | None, initializers: dict[str, onnx.TensorProto], made_by: dict
+) -> bool:
     """A nearest-neighbour Resize by constant scales that leave batch and channels alone. Nearest resizing
     only copies pixels, so any per-pixel op commutes with it; a ``sizes`` input would pin the channel count."""
     if node is None or node.op_type != "Resize" or _attrs(node).get("mode", b"nearest") != b"nearest":
         return False
     if len(node.input) < 3 or not node.input[2] or (len(node.input) > 3 and node.input[3]):
         return False
-    scales = _constant(node.input[2], graph, made_by)
+    scales = _constant(node.input[2], initializers, made_by)
     return scales is not None and scales.shape == (4,) and scales[0] == 1 and scales[1] == 1
 
 
@@ -86,7 +87,7 @@ def _rewrite_one(model: onnx.ModelProto, channels: dict[str, int]) -> str | None
         if cat is None or cat.op_type != "Concat" or _attrs(cat).get("axis") != 1 or not only_read_by_one(cat):
             continue
         parts = [made_by.get(t) for t in cat.input]
-        lifted = [_is_spatial_nearest_upsample(p, g, made_by) and only_read_by_one(p) for p in parts]
+        lifted = [_is_spatial_nearest_upsample(p, inits, made_by) and only_read_by_one(p) for p in parts]
         sizes = [channels.get(t) for t in cat.input]
         weight = numpy_helper.to_array(inits[conv.input[1]])
         if not any(lifted) or None in sizes or sum(sizes) != weight.shape[1]:

@@ -12,8 +12,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 _DONE = False
 
@@ -89,6 +87,7 @@ def _patch_dataset_cache_write() -> None:
     at once (``yolo-ft compare --parallel``, DDP workers) race, and the loser dies with FileNotFoundError on
     the unlink (seen in CI), or a reader loads a half-written file. Renaming a complete file is safe for both.
     """
+    import numpy as np
     import ultralytics.data.dataset as dataset_mod
     import ultralytics.data.utils as data_utils
     from ultralytics.utils import LOGGER
