@@ -1,19 +1,28 @@
-"""One-shot GPU check (run on a CUDA box; ~1 min): `--target gpu` export of a checkpoint, then latency of
-the fp16 model on the CUDA execution provider at batch 1 and 8 vs the fp32 model on the CPU provider.
+"""One-shot GPU check of `yolo-ft export --target gpu` (run on a CUDA box; ~1-2 min per model).
 
-    python bench/gpu_export.py [--model yolo_ft/assets/yolo11n_coco.pt] [--imgsz 640] [--runs 50]
+    python bench/gpu_export.py [--model yolo_ft/assets/yolo11n_coco.pt] [--data DATA.yaml] [--imgsz 640]
+                               [--runs 100] [--json OUT.json]
 
-Needs onnxruntime-gpu (same version as onnxruntime) in place of onnxruntime; nothing is downloaded. If the
-wheels were installed with `pip install --target DIR`, run with PYTHONPATH=DIR. The export's parity check
-runs on the CPU provider; the timings use CUDA (fp16, dynamic batch) and CPU (fp32) providers.
-Prints a table and exits 1 if the CUDA provider could not be used (the reason is printed).
+1. Can a process *without torch* load ONNX Runtime's CUDA provider (with and without ``ort.preload_dlls()``)?
+2. Exports the checkpoint twice on the CPU, as a user would: ``--target gpu`` (fp16) and fp32, dynamic batch
+   (each export runs its own CPU parity check).
+3. Parity *on the GPU*: Ultralytics PyTorch predict on cuda:0 vs ``yolo_ft.runtime.Detector`` on the CUDA
+   provider (fp16 and fp32), same images, same matching rules as the export check (fp16 tolerance for
+   fp16). With ``--data``, the images are the val split and mAP50 of both sides is reported too.
+4. Latency, median ms: bare ``session.run`` and the runtime (fp16/fp32, CUDA provider, batch 1 and 8),
+   Ultralytics PyTorch predict on the GPU (fp32 and half), and fp32 on the CPU provider.
+
+Needs onnxruntime-gpu (same major CUDA as torch) importable in place of onnxruntime; nothing is downloaded.
+Exits 1 if the CUDA provider could not be used (the reason is printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,8 +33,17 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")
 
+CUDA = "CUDAExecutionProvider"
+PROBE = """
+import sys, onnxruntime as ort
+if sys.argv[2] == "preload" and hasattr(ort, "preload_dlls"):
+    ort.preload_dlls()
+s = ort.InferenceSession(sys.argv[1], providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+print(s.get_providers()[0], "torch imported" if "torch" in sys.modules else "no torch")
+"""
 
-def _time(fn, runs: int, warmup: int = 5) -> float:
+
+def _time(fn, runs: int, warmup: int = 10) -> float:
     for _ in range(warmup):
         fn()
     ts = []
@@ -36,77 +54,137 @@ def _time(fn, runs: int, warmup: int = 5) -> float:
     return statistics.median(ts)
 
 
+def _probe(model: Path, how: str) -> str:
+    """Load the CUDA provider in a fresh process that never imports torch (as a deployed app would)."""
+    r = subprocess.run([sys.executable, "-c", PROBE, str(model), how], capture_output=True, text=True, timeout=120)
+    last = (r.stdout.strip().splitlines() or r.stderr.strip().splitlines() or ["(no output)"])[-1]
+    return f"rc {r.returncode}: {last[:300]}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "yolo_ft/assets/yolo11n_coco.pt"))
+    ap.add_argument("--data", help="data.yaml: parity and mAP50 on its val images (else bus.jpg, zidane.jpg)")
+    ap.add_argument("--max-images", type=int, default=64)
     ap.add_argument("--imgsz", type=int, default=640)
-    ap.add_argument("--runs", type=int, default=50)
-    ap.add_argument("--cpu-runs", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--cpu-runs", type=int, default=20)
+    ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--device", default="0", help="torch device; 'cpu' with --provider CPUExecutionProvider dry-runs")
+    ap.add_argument("--provider", default=CUDA)
     args = ap.parse_args()
 
     import numpy as np
     import onnxruntime as ort
 
-    if hasattr(ort, "preload_dlls"):  # use the CUDA/cuDNN libraries that ship with torch's wheels
-        try:
-            ort.preload_dlls()
-        except Exception as e:  # noqa: BLE001 - reported, not fatal
-            print(f"note: ort.preload_dlls() failed: {e}")
-    print(f"onnxruntime {ort.__version__}, providers available: {ort.get_available_providers()}")
+    out: dict = {"onnxruntime": ort.__version__, "providers_available": ort.get_available_providers()}
+    print(f"onnxruntime {ort.__version__}, providers available: {out['providers_available']}")
 
+    from ultralytics import YOLO
     from ultralytics.utils import ASSETS
 
-    from yolo_ft.export.onnx import export
+    from yolo_ft.export import parity
+    from yolo_ft.export.data import load_labelled, split_images
+    from yolo_ft.export.metrics import map50
+    from yolo_ft.export.onnx import CHECK_CONF, CHECK_IOU, _per_image_runtime, _per_image_torch, _spread, export
     from yolo_ft.runtime import Detector, letterbox, load_image, to_blob
 
     tmp = Path(tempfile.mkdtemp(prefix="gpu-export-"))
-    check = [str(ASSETS / "bus.jpg"), str(ASSETS / "zidane.jpg")]
+    if args.data:
+        images = _spread(split_images(args.data, "val"), args.max_images)
+    else:
+        images = [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"]
+    check = [str(p) for p in images[:4]]
     t = time.time()
-    r16 = export(args.model, tmp / "model_fp16.onnx", target="gpu", imgsz=args.imgsz, dynamic=True, check_images=check)
-    print(f"export --target gpu: {time.time() - t:.1f}s; parity on CPU EP: passed={r16['parity']['passed']}, "
-          f"max conf delta {r16['parity']['max_conf_delta']}, min IoU {r16['parity']['min_matched_iou']}")
-    r32 = export(args.model, tmp / "model_fp32.onnx", imgsz=args.imgsz, dynamic=True, check_images=check)
+    r16 = export(args.model, tmp / "fp16.onnx", target="gpu", imgsz=args.imgsz, dynamic=True, check_images=check,
+                 force=True)  # the CPU check is reported below, and judged again on the GPU
+    out["export_fp16_s"] = round(time.time() - t, 1)
+    r32 = export(args.model, tmp / "fp32.onnx", imgsz=args.imgsz, dynamic=True, check_images=check)
+    out["export_cpu_parity"] = {"fp16": r16["parity"], "fp32": r32["parity"]}
+    print(f"export --target gpu: {out['export_fp16_s']} s; CPU-provider parity fp16 passed={r16['parity']['passed']}, "
+          f"fp32 passed={r32['parity']['passed']}")
 
-    img = load_image(ASSETS / "bus.jpg")
-    one = to_blob([letterbox(img, (args.imgsz, args.imgsz))[0]])
-    eight = np.ascontiguousarray(np.repeat(one, 8, axis=0))
-    rows = []
-    cuda_ok = "CUDAExecutionProvider" in ort.get_available_providers()
-    if cuda_ok:
-        s16 = ort.InferenceSession(str(tmp / "model_fp16.onnx"), providers=["CUDAExecutionProvider"])
-        if s16.get_providers()[0] != "CUDAExecutionProvider":
-            cuda_ok = False
-            print(f"CUDA provider did not load (session providers: {s16.get_providers()})")
-    if cuda_ok:
-        name = s16.get_inputs()[0].name
-        for b, x in ((1, one), (8, eight)):
-            ms = _time(lambda: s16.run(None, {name: x}), args.runs)
-            rows.append((f"fp16 CUDA EP session.run, batch {b}", ms, ms / b))
-        det = Detector(tmp / "model_fp16.onnx", providers=["CUDAExecutionProvider"])
-        ms = _time(lambda: det.predict(img), args.runs)
-        rows.append(("fp16 CUDA EP yolo_ft.runtime, batch 1", ms, ms))
-        ms = _time(lambda: det.predict([img] * 8), args.runs // 2)
-        rows.append(("fp16 CUDA EP yolo_ft.runtime, batch 8", ms, ms / 8))
-        d16 = det.predict(img, conf=0.25)[0]
-        d32 = Detector(tmp / "model_fp32.onnx", providers=["CPUExecutionProvider"]).predict(img, conf=0.25)[0]
-        print(f"bus.jpg: CUDA fp16 {len(d16)} boxes {d16.class_name}; CPU fp32 {len(d32)} boxes {d32.class_name}")
-    s32 = ort.InferenceSession(str(tmp / "model_fp32.onnx"), providers=["CPUExecutionProvider"])
-    name32 = s32.get_inputs()[0].name
-    for b, x in ((1, one), (8, eight)):
-        ms = _time(lambda: s32.run(None, {name32: x}), args.cpu_runs, warmup=2)
-        rows.append((f"fp32 CPU EP session.run, batch {b} ({os.cpu_count()} cores)", ms, ms / b))
+    out["torch_free_probe"] = {how: _probe(tmp / "fp16.onnx", how) for how in ("plain", "preload")}
+    print(f"CUDA provider in a torch-free process: {out['torch_free_probe']}")
 
-    print(f"\nYOLO11n-style model {Path(args.model).name} at {args.imgsz}, median ms")
-    print(f"{'':52s} {'ms/call':>9s} {'ms/img':>9s}")
-    for k, ms, per in rows:
-        print(f"{k:52s} {ms:9.2f} {per:9.2f}")
-    if not cuda_ok:
-        print("CUDAExecutionProvider unavailable: install onnxruntime-gpu matching this CUDA; CPU rows only.")
+    import torch
+
+    # providers=None: CUDA when it loads, else CPU with a notice
+    det16 = Detector(tmp / "fp16.onnx", providers=None if args.provider == CUDA else [args.provider])
+    out["default_providers"] = det16.providers
+    print(f"Detector(providers=None) -> {det16.providers}; torch {torch.__version__}, "
+          f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device'}")
+    if det16.providers[0] != args.provider:
+        print("CUDA provider did not load; see the notice above. Nothing to time on the GPU.")
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1, default=str))
         return 1
-    cpu1 = next(ms for k, ms, _ in rows if k.startswith("fp32 CPU EP session.run, batch 1"))
-    cuda1 = rows[0][1]
-    print(f"CUDA fp16 vs CPU fp32 at batch 1: {cpu1 / cuda1:.1f}x faster")
+    det32 = Detector(tmp / "fp32.onnx", providers=[args.provider])
+
+    # -- parity on the GPU -------------------------------------------------------------------------
+    torch_model = YOLO(args.model)
+    originals = [load_image(p) for p in images]
+    ref = _per_image_torch([torch_model.predict(im, imgsz=args.imgsz, rect=True, conf=CHECK_CONF, iou=CHECK_IOU,
+                                                max_det=300, device=args.device, verbose=False)[0] for im in originals])
+    gpu = {}
+    for name, det in (("fp16", det16), ("fp32", det32)):
+        cand = _per_image_runtime(det.predict(originals, conf=CHECK_CONF, iou=CHECK_IOU, max_det=300))
+        res = parity.compare(ref, cand, parity.TOLERANCES[name], CHECK_CONF)
+        res.pop("images", None)
+        gpu[name] = res
+        if args.data:
+            truths = [(g.boxes, g.classes) for g in load_labelled(list(images))]
+            gpu[name]["map50_onnx_cuda"] = round(map50(cand, truths), 5)
+            gpu[name]["map50_torch_cuda"] = round(map50(ref, truths), 5)
+        print(f"GPU parity {name} ({args.provider} vs PyTorch {args.device}, {len(images)} images): "
+              + ", ".join(f"{k}={v}" for k, v in gpu[name].items() if not isinstance(v, (list, dict))))
+    out["gpu_parity"] = gpu
+
+    # -- latency -----------------------------------------------------------------------------------
+    img = cv2_square(load_image(images[0]), args.imgsz)  # square input: runtime and bare run see one shape
+    blob32 = to_blob([letterbox(img, (args.imgsz, args.imgsz))[0]])
+    rows = []
+    for name, det in (("fp16", det16), ("fp32", det32)):
+        for b in (1, 8):
+            x = np.ascontiguousarray(np.repeat(blob32, b, axis=0).astype(det.input_dtype))
+            ms = _time(lambda: det.session.run(det.output_names, {det.input_name: x}), args.runs)
+            rows.append((f"{name} CUDA EP bare session.run, batch {b}", ms, ms / b))
+            batch = [img] * b
+            ms = _time(lambda: det.predict(batch), args.runs)
+            rows.append((f"{name} CUDA EP yolo_ft.runtime, batch {b}", ms, ms / b))
+    for half in (False, True):
+        ms = _time(lambda: torch_model.predict(img, imgsz=args.imgsz, device=args.device, half=half, verbose=False), args.runs)
+        rows.append((f"Ultralytics PyTorch predict cuda:0 {'half' if half else 'fp32'}, batch 1", ms, ms))
+    cpu = Detector(tmp / "fp32.onnx", providers=["CPUExecutionProvider"])
+    ms = _time(lambda: cpu.session.run(cpu.output_names, {cpu.input_name: blob32}), args.cpu_runs, warmup=3)
+    rows.append((f"fp32 CPU EP bare session.run, batch 1 ({os.cpu_count()} cores)", ms, ms))
+
+    name = Path(args.model).name
+    print(f"\n{name} at {args.imgsz}x{args.imgsz}, median of {args.runs} runs")
+    print(f"{'':60s} {'ms/call':>9s} {'ms/img':>9s}")
+    for k, ms, per in rows:
+        print(f"{k:60s} {ms:9.2f} {per:9.3f}")
+    lat = {k: round(ms, 3) for k, ms, _ in rows}
+    bare16, rt16 = lat["fp16 CUDA EP bare session.run, batch 1"], lat["fp16 CUDA EP yolo_ft.runtime, batch 1"]
+    out["latency_ms"] = lat
+    out["ratios"] = {
+        "runtime_fp16_over_bare_b1": round(rt16 / bare16, 3),
+        "torch_fp32_over_runtime_fp16_b1": round(lat["Ultralytics PyTorch predict cuda:0 fp32, batch 1"] / rt16, 2),
+        "fp32_over_fp16_bare_b8": round(lat["fp32 CUDA EP bare session.run, batch 8"]
+                                        / lat["fp16 CUDA EP bare session.run, batch 8"], 2),
+        "cpu_fp32_over_cuda_fp16_bare_b1": round(rows[-1][1] / bare16, 1),
+    }
+    print("ratios:", out["ratios"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     return 0
+
+
+def cv2_square(img, size: int):
+    """A real image resized to size x size (timing input: no letterbox padding, same shape everywhere)."""
+    import cv2
+
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 if __name__ == "__main__":

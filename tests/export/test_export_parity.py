@@ -153,6 +153,25 @@ def test_compare_flags_a_shifted_box_and_tolerates_borderline_ones():
     assert not conf_off["passed"] and conf_off["max_conf_delta"] == pytest.approx(0.002, abs=1e-6)
 
 
+def test_fp16_tolerance_judges_confident_boxes_only():
+    """Below Tolerance.min_conf a box may move or vanish (flat DFL distribution); at or above it, it may not."""
+    box = np.array([[10, 10, 60, 60]], np.float32)
+    moved = box + np.array([[8, 0, 8, 0]], np.float32)  # IoU 0.72: a mismatch at any stated IoU
+    tol = Tolerance(iou=0.95, conf=2e-2, min_conf=0.1)
+    weak = compare([(box, np.array([0.04], np.float32), np.array([0]))],
+                   [(moved, np.array([0.045], np.float32), np.array([0]))], tol, 0.001)
+    assert weak["passed"] and weak["borderline_unmatched"] == 2 and weak["matched_judged"] == 0
+    assert not compare([(box, np.array([0.04], np.float32), np.array([0]))],
+                       [(moved, np.array([0.045], np.float32), np.array([0]))], Tolerance(0.95, 2e-2), 0.001)["passed"]
+    strong = compare([(box, np.array([0.5], np.float32), np.array([0]))],
+                     [(moved, np.array([0.5], np.float32), np.array([0]))], tol, 0.001)
+    assert not strong["passed"] and strong["unmatched_reference"] == 1 and strong["unmatched_onnx"] == 1
+    # a weak pair that matches is counted but not judged: its confidence gap does not fail the check
+    gap = compare([(box, np.array([0.01], np.float32), np.array([0]))],
+                  [(box, np.array([0.05], np.float32), np.array([0]))], tol, 0.001)
+    assert gap["passed"] and gap["matched"] == 1 and gap["matched_judged"] == 0 and gap["min_matched_iou"] is None
+
+
 def test_fixed_batch_export_pads_the_last_batch(export_model, tiny_yolo_dataset, kidney_sizes, fp32_export, tmp_path):
     """--batch 2 gives a graph that only takes 2 images: 3 images run as 2 + (1 + a grey filler)."""
     from yolo_ft.cli import main

@@ -104,9 +104,12 @@ class Detector:
             raise FileNotFoundError(f"{self.path}: ONNX model not found")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(self.path), sess_options=opts, providers=list(providers or default_providers())
-        )
+        wanted = list(providers or default_providers())
+        self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=wanted)
+        if wanted[0] != "CPUExecutionProvider" and self.session.get_providers()[0] != wanted[0]:
+            # ORT falls back silently when a provider's libraries (CUDA, cuDNN) fail to load.
+            log.warning("%s could not be loaded (see onnxruntime's message above); running on %s",
+                        wanted[0], self.session.get_providers()[0])
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k: _parse_meta(v) for k, v in meta.items()}
         inp = self.session.get_inputs()[0]
