@@ -144,17 +144,18 @@ def main() -> int:
     img = cv2_square(load_image(images[0]), args.imgsz)  # square input: runtime and bare run see one shape
     blob32 = to_blob([letterbox(img, (args.imgsz, args.imgsz))[0]])
     rows = []
+    ep, dev = args.provider.replace("ExecutionProvider", " EP"), args.device  # labels say what was timed
     for name, det in (("fp16", det16), ("fp32", det32)):
         for b in (1, 8):
             x = np.ascontiguousarray(np.repeat(blob32, b, axis=0).astype(det.input_dtype))
             ms = _time(lambda: det.session.run(det.output_names, {det.input_name: x}), args.runs)
-            rows.append((f"{name} CUDA EP bare session.run, batch {b}", ms, ms / b))
+            rows.append((f"{name} {ep} bare session.run, batch {b}", ms, ms / b))
             batch = [img] * b
             ms = _time(lambda: det.predict(batch), args.runs)
-            rows.append((f"{name} CUDA EP yolo_ft.runtime, batch {b}", ms, ms / b))
+            rows.append((f"{name} {ep} yolo_ft.runtime, batch {b}", ms, ms / b))
     for half in (False, True):
         ms = _time(lambda: torch_model.predict(img, imgsz=args.imgsz, device=args.device, half=half, verbose=False), args.runs)
-        rows.append((f"Ultralytics PyTorch predict cuda:0 {'half' if half else 'fp32'}, batch 1", ms, ms))
+        rows.append((f"Ultralytics PyTorch predict {dev} {'half' if half else 'fp32'}, batch 1", ms, ms))
     cpu = Detector(tmp / "fp32.onnx", providers=["CPUExecutionProvider"])
     ms = _time(lambda: cpu.session.run(cpu.output_names, {cpu.input_name: blob32}), args.cpu_runs, warmup=3)
     rows.append((f"fp32 CPU EP bare session.run, batch 1 ({os.cpu_count()} cores)", ms, ms))
@@ -165,13 +166,13 @@ def main() -> int:
     for k, ms, per in rows:
         print(f"{k:60s} {ms:9.2f} {per:9.3f}")
     lat = {k: round(ms, 3) for k, ms, _ in rows}
-    bare16, rt16 = lat["fp16 CUDA EP bare session.run, batch 1"], lat["fp16 CUDA EP yolo_ft.runtime, batch 1"]
+    bare16, rt16 = lat[f"fp16 {ep} bare session.run, batch 1"], lat[f"fp16 {ep} yolo_ft.runtime, batch 1"]
     out["latency_ms"] = lat
     out["ratios"] = {
         "runtime_fp16_over_bare_b1": round(rt16 / bare16, 3),
-        "torch_fp32_over_runtime_fp16_b1": round(lat["Ultralytics PyTorch predict cuda:0 fp32, batch 1"] / rt16, 2),
-        "fp32_over_fp16_bare_b8": round(lat["fp32 CUDA EP bare session.run, batch 8"]
-                                        / lat["fp16 CUDA EP bare session.run, batch 8"], 2),
+        "torch_fp32_over_runtime_fp16_b1": round(lat[f"Ultralytics PyTorch predict {dev} fp32, batch 1"] / rt16, 2),
+        "fp32_over_fp16_bare_b8": round(lat[f"fp32 {ep} bare session.run, batch 8"]
+                                        / lat[f"fp16 {ep} bare session.run, batch 8"], 2),
         "cpu_fp32_over_cuda_fp16_bare_b1": round(rows[-1][1] / bare16, 1),
     }
     print("ratios:", out["ratios"])

@@ -103,3 +103,18 @@ def test_runtime_imports_nothing_outside_its_folder():
                 continue
             for n in names:
                 assert n.split(".")[0] in allowed, f"{f.name} imports {n}"
+
+
+def test_detector_warns_when_the_requested_provider_does_not_load(fp32_export, caplog):
+    """ORT silently falls back when a provider (CUDA without its libraries) cannot load; we say so."""
+    import logging
+
+    from yolo_ft.runtime import Detector
+
+    out, _, _ = fp32_export
+    with caplog.at_level(logging.WARNING, logger="yolo_ft"):
+        det = Detector(out, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    if det.providers[0] == "CUDAExecutionProvider":
+        pytest.skip("CUDA loaded on this machine: nothing fell back")
+    assert det.providers == ["CPUExecutionProvider"]
+    assert "CUDAExecutionProvider could not be loaded" in caplog.text and "running on CPUExecutionProvider" in caplog.text

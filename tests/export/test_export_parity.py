@@ -105,6 +105,24 @@ def test_runtime_batch_paths_and_arrays_agree(fp32_export, kidney_sizes):
         det.predict("missing.jpg")
 
 
+def test_runtime_is_safe_to_share_between_threads(fp32_export, kidney_sizes):
+    """The runtime reuses its input buffer between calls; threads calling one Detector must not share it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from yolo_ft.runtime import Detector
+
+    out, _, _ = fp32_export
+    det = Detector(out, providers=["CPUExecutionProvider"])
+    paths = [str(p) for p in kidney_sizes.values()]
+    expected = {p: det.predict(p, conf=0.01)[0] for p in paths}
+    assert sum(len(d) for d in expected.values()) > 0
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda p: (p, det.predict(p, conf=0.01)[0]), paths * 8))
+    for p, d in got:
+        np.testing.assert_array_equal(d.xyxy, expected[p].xyxy)
+        np.testing.assert_array_equal(d.confidence, expected[p].confidence)
+
+
 def test_dynamic_export_matches_pt_predict_rect_letterbox(export_model, tiny_yolo_dataset, kidney_sizes, tmp_path):
     """A dynamic-shape model gets Ultralytics' minimum-rectangle letterbox, as YOLO(best.pt).predict does:
     at imgsz 256 a 1236x1001 image runs at 256x224 (not 256x256) and still matches PyTorch exactly."""

@@ -53,6 +53,12 @@ def test_to_blob_equals_ultralytics_preprocessing():
     assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"] and got.shape == (2, 3, 37, 53)
     np.testing.assert_array_equal(got, ref.numpy())
     assert to_blob(ims, np.float16).dtype == np.float16
+    buf = np.full((2, 3, 37, 53), np.nan, np.float32)
+    assert to_blob(ims, out=buf) is buf  # a matching buffer is filled in place, every element written
+    np.testing.assert_array_equal(buf, ref.numpy())
+    other = to_blob(ims[:1], out=buf)  # a buffer of another shape is not used
+    assert other is not buf and other.shape == (1, 3, 37, 53)
+    np.testing.assert_array_equal(other, ref.numpy()[:1])
 
 
 @pytest.mark.parametrize("n", [300, 2000])  # 300: NMS through the pairwise-IoU matrix; 2000: the per-box loop

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,15 @@ class Detector:
         self.end2end = bool(self.metadata.get("end2end", False))
         if self.task != "detect":
             raise ValueError(f"{self.path}: task '{self.task}' is not supported (detection models only)")
+        self._local = threading.local()  # one reusable input buffer per calling thread
+
+    def _blob(self, boxed: list[np.ndarray]) -> np.ndarray:
+        """The input tensor, written into this thread's buffer when the shape repeats (ORT copies or
+        finishes reading it before ``run`` returns, so reuse is safe; threads never share one)."""
+        buf = getattr(self._local, "buf", None)
+        blob = to_blob(boxed, np.float32, out=buf)
+        self._local.buf = blob
+        return blob if self.input_dtype == np.float32 else blob.astype(self.input_dtype)
 
     @property
     def providers(self) -> list[str]:
@@ -169,7 +179,7 @@ class Detector:
                 boxed = [letterbox(im, self.imgsz, self.dynamic_hw, self.stride)[0] for im in ims]
                 if self.fixed_batch and len(boxed) < self.fixed_batch:  # static batch: fill with grey frames
                     boxed += [np.full_like(boxed[0], 114)] * (self.fixed_batch - len(boxed))
-                blob = to_blob(boxed, self.input_dtype)
+                blob = self._blob(boxed)
                 raw = self.session.run(self.output_names, {self.input_name: blob})[0]
                 input_hw = blob.shape[2:]
                 for k, i in enumerate(group):
