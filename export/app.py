@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     detector = Detector(args.model)
     print(f"model {args.model}: classes {detector.names}, input {detector.imgsz}, on {detector.providers[0]}",
           file=sys.stderr)
+    rep = detector.export_report  # provenance embedded by `yolo-ft export`: worth a line in an app's log
+    if rep:
+        print(f"  {rep['precision']} export of checkpoint sha256 {rep['source']['sha256'][:12]}, "
+              f"PyTorch parity {'passed' if rep['parity']['passed'] else 'FORCED'}", file=sys.stderr)
     results = []
     for path in images_in(args.sources):
         t = time.perf_counter()

@@ -39,6 +39,12 @@ def test_fp32_export_checks_parity_and_records_provenance(fp32_export, tiny_yolo
     assert par["matched"] >= par["boxes_reference"] - par["borderline_unmatched"]
     assert par["min_matched_iou"] >= 0.99 and par["max_conf_delta"] <= 1e-3
     assert par["passed"] is True
+    # The model carries the same report in its metadata (all but the figures about the file itself),
+    # and the runtime reads it without torch.
+    from yolo_ft.runtime import Detector
+
+    embedded = Detector(out, providers=["CPUExecutionProvider"]).export_report
+    assert embedded == {k: v for k, v in saved.items() if k not in ("onnx_sha256", "size_bytes", "seconds")}
     # Nothing but the model and its report is left in the output folder (no temp dirs, no .pt copies).
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx", "model.onnx.json"]
 

@@ -8,6 +8,7 @@ renamed into place only after every check passed — a refused export leaves not
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -172,6 +173,7 @@ def export(
     from ultralytics import YOLO
 
     from yolo_ft.runtime import Detector, load_image
+    from yolo_ft.runtime.detector import EXPORT_REPORT_KEY
 
     from yolo_ft.utils.untrusted import warn_untrusted_checkpoint
 
@@ -294,9 +296,13 @@ def export(
                     f"delta {check['max_conf_delta']}); nothing was written. Pass --force to write it anyway."
                 )
         report["parity"] = check
+        # The model carries its own report (metadata only: the checked graph is unchanged), so provenance
+        # travels with model.onnx when the sidecar is left behind, and the model file, written by one
+        # rename, is the authority. The sidecar is a readable copy.
+        _set_metadata(final_path, {EXPORT_REPORT_KEY: json.dumps(report, default=str)})
         report["size_bytes"] = final_path.stat().st_size
-        # The exact file this report describes: model and report are two renames, so a reader can tell
-        # a report left over from an earlier export (a kill between the renames) by this hash.
+        # The exact file the sidecar describes: model and sidecar are two renames, so a reader can tell a
+        # sidecar left over from an earlier export (a kill between the renames) by this hash.
         report["onnx_sha256"] = sha256_file(final_path)
         report["seconds"] = round(time.time() - t0, 1)
         os.replace(final_path, out)

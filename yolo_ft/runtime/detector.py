@@ -8,6 +8,7 @@ file. This folder imports nothing else from yolo_ft, so it can be copied into an
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import os
 import threading
@@ -52,6 +53,10 @@ class Detections:
             }
             for i in range(len(self))
         ]
+
+
+# Metadata key under which ``yolo-ft export`` embeds its report (provenance + parity figures) as JSON.
+EXPORT_REPORT_KEY = "yolo_ft_export"
 
 
 def _parse_meta(value: str | None) -> Any:
@@ -112,7 +117,10 @@ class Detector:
             log.warning("%s could not be loaded (see onnxruntime's message above); running on %s",
                         wanted[0], self.session.get_providers()[0])
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = {k: _parse_meta(v) for k, v in meta.items()}
+        self.metadata = {k: _parse_meta(v) for k, v in meta.items() if k != EXPORT_REPORT_KEY}
+        # What yolo-ft export recorded (source checkpoint sha256, data, classes, parity figures); None for
+        # a model exported by other tools.
+        self.export_report: dict | None = json.loads(meta[EXPORT_REPORT_KEY]) if EXPORT_REPORT_KEY in meta else None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_names = [self.session.get_outputs()[0].name]
