@@ -11,6 +11,7 @@
    fp16). With ``--data``, the images are the val split and mAP50 of both sides is reported too.
 4. Latency, median ms: bare ``session.run`` and the runtime (fp16/fp32, CUDA provider, batch 1 and 8),
    Ultralytics PyTorch predict on the GPU (fp32 and half), and fp32 on the CPU provider.
+5. CUDA provider options (NHWC, cuDNN workspace) and IO binding, bare runs, to explain fp16 vs fp32.
 
 Needs onnxruntime-gpu (same major CUDA as torch) importable in place of onnxruntime; nothing is downloaded.
 Exits 1 if the CUDA provider could not be used (the reason is printed).
@@ -59,6 +60,38 @@ def _probe(model: Path, how: str) -> str:
     r = subprocess.run([sys.executable, "-c", PROBE, str(model), how], capture_output=True, text=True, timeout=120)
     last = (r.stdout.strip().splitlines() or r.stderr.strip().splitlines() or ["(no output)"])[-1]
     return f"rc {r.returncode}: {last[:300]}"
+
+
+# CUDA provider options worth trying for a small conv net (why fp16 was not faster than fp32 on an H200):
+# NHWC kernels for tensor cores, the largest cuDNN workspace; and IO binding (input and output stay on the
+# GPU) to separate compute from the host<->device copies a plain ``run`` makes.
+CUDA_OPTIONS = {"default": {}, "prefer_nhwc": {"prefer_nhwc": "1"},
+                "max_workspace": {"cudnn_conv_use_max_workspace": "1"}}
+
+
+def _cuda_option_sweep(tmp: Path, blob32, runs: int) -> dict:
+    """Bare session.run, median ms, per precision x option set x batch; plus IO-bound runs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    res: dict = {}
+    for prec in ("fp16", "fp32"):
+        for opt_name, opts in CUDA_OPTIONS.items():
+            try:
+                s = ort.InferenceSession(str(tmp / f"{prec}.onnx"), providers=[(CUDA, opts), "CPUExecutionProvider"])
+                inp, outn = s.get_inputs()[0].name, [s.get_outputs()[0].name]
+                for b in (1, 8):
+                    x = np.ascontiguousarray(np.repeat(blob32, b, axis=0))
+                    res[f"{prec} {opt_name} b{b}"] = round(_time(lambda: s.run(outn, {inp: x}), runs), 3)
+                    if opt_name == "default":  # the same, with input and output bound on the GPU
+                        io = s.io_binding()
+                        io.bind_ortvalue_input(inp, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+                        io.bind_output(outn[0], "cuda", 0)
+                        res[f"{prec} iobinding b{b}"] = round(_time(lambda: s.run_with_iobinding(io), runs), 3)
+            except Exception as e:  # one option a build lacks must not cost the other figures
+                res[f"{prec} {opt_name}"] = f"failed: {str(e)[:200]}"
+    print("CUDA provider options, bare run ms:", json.dumps(res, indent=1))
+    return res
 
 
 def main() -> int:
@@ -159,6 +192,9 @@ def main() -> int:
     cpu = Detector(tmp / "fp32.onnx", providers=["CPUExecutionProvider"])
     ms = _time(lambda: cpu.session.run(cpu.output_names, {cpu.input_name: blob32}), args.cpu_runs, warmup=3)
     rows.append((f"fp32 CPU EP bare session.run, batch 1 ({os.cpu_count()} cores)", ms, ms))
+
+    if args.provider == CUDA:
+        out["cuda_options"] = _cuda_option_sweep(tmp, blob32, args.runs)
 
     name = Path(args.model).name
     print(f"\n{name} at {args.imgsz}x{args.imgsz}, median of {args.runs} runs")
