@@ -126,3 +126,19 @@ def test_bad_inputs_are_named(tmp_path, export_model):
     with pytest.raises(YoloFtError, match="missing.yaml: calibration data.yaml not found"):
         export(export_model, tmp_path / "m.onnx", int8=True, calib=tmp_path / "missing.yaml")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_check_that_judges_nothing_says_so(export_model, kidney_sizes, tmp_path, caplog, monkeypatch):
+    """When no box reaches the judged confidence (an under-trained model; here a floor of 0.999), the check
+    must not pass silently: the report and the log say it judged nothing."""
+    import logging
+
+    from yolo_ft.export import parity
+    from yolo_ft.export.onnx import export
+
+    monkeypatch.setitem(parity.TOLERANCES, "fp16", parity.Tolerance(iou=0.95, conf=2e-2, min_conf=0.999))
+    with caplog.at_level(logging.WARNING, logger="yolo_ft"):
+        report = export(export_model, tmp_path / "fp16.onnx", target="gpu", check_images=[kidney_sizes["512x512"]])
+    par = report["parity"]
+    assert par["boxes_reference"] > 0 and par["matched_judged"] == 0 and "judged nothing" in par["note"]
+    assert "judged nothing" in caplog.text and "--check-images" in caplog.text
