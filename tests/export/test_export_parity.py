@@ -49,6 +49,24 @@ def test_fp32_export_checks_parity_and_records_provenance(fp32_export, tiny_yolo
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx", "model.onnx.json"]
 
 
+def test_unreadable_export_report_does_not_stop_the_model(fp32_export, kidney_sizes, tmp_path, caplog):
+    import logging
+
+    from yolo_ft.runtime import Detector
+    from yolo_ft.runtime.detector import EXPORT_REPORT_KEY
+
+    out, _, _ = fp32_export
+    model = onnx.load(str(out))
+    next(p for p in model.metadata_props if p.key == EXPORT_REPORT_KEY).value = '{"precision": "fp32", trunc'
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    with caplog.at_level(logging.WARNING, logger="yolo_ft"):
+        det = Detector(bad, providers=["CPUExecutionProvider"])
+    assert det.export_report is None and "unreadable yolo_ft_export metadata" in caplog.text and "bad.onnx" in caplog.text
+    good = Detector(out, providers=["CPUExecutionProvider"]).predict(str(kidney_sizes["512x512"]), conf=0.01)[0]
+    np.testing.assert_array_equal(det.predict(str(kidney_sizes["512x512"]), conf=0.01)[0].xyxy, good.xyxy)
+
+
 def test_metadata_lets_ultralytics_load_the_onnx(fp32_export, kidney_sizes):
     from ultralytics import YOLO
 

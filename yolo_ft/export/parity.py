@@ -9,7 +9,8 @@ fp16 is judged from a confidence floor (``Tolerance.min_conf``): below ~0.1 a YO
 DFL distribution, so fp16 rounding inside the network moves it far (measured: COCO YOLO11n on 55 kidney,
 blood-cell and COCO images at conf 0.001: 11 of 3,700 boxes unmatched at IoU 0.95, all with confidence
 0.02-0.06, several of them NMS flips at IoU ~0.70), while every box at or above 0.1 matched, the worst at
-IoU 0.983 and 0.0095 confidence: half the stated tolerance. Boxes below the floor are still matched and counted, but do not fail the check.
+IoU 0.983 and 0.0095 confidence: half the stated tolerance. Boxes below the floor are still matched and
+counted, but do not fail the check.
 """
 
 from __future__ import annotations

@@ -119,8 +119,14 @@ class Detector:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k: _parse_meta(v) for k, v in meta.items() if k != EXPORT_REPORT_KEY}
         # What yolo-ft export recorded (source checkpoint sha256, data, classes, parity figures); None for
-        # a model exported by other tools.
-        self.export_report: dict | None = json.loads(meta[EXPORT_REPORT_KEY]) if EXPORT_REPORT_KEY in meta else None
+        # a model exported by other tools, or (with a warning) when the entry is unreadable: provenance
+        # must never stop a model from running.
+        self.export_report: dict | None = None
+        if EXPORT_REPORT_KEY in meta:
+            try:
+                self.export_report = json.loads(meta[EXPORT_REPORT_KEY])
+            except ValueError as e:
+                log.warning("%s: unreadable %s metadata (%s); export report ignored", self.path, EXPORT_REPORT_KEY, e)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_names = [self.session.get_outputs()[0].name]
