@@ -142,3 +142,15 @@ def test_fp16_check_that_judges_nothing_says_so(export_model, kidney_sizes, tmp_
     par = report["parity"]
     assert par["boxes_reference"] > 0 and par["matched_judged"] == 0 and "judged nothing" in par["note"]
     assert "judged nothing" in caplog.text and "--check-images" in caplog.text
+
+
+def test_export_cli_gpu_target_states_the_fp16_rule(export_model, kidney_sizes, tmp_path, capsys):
+    from yolo_ft.cli import main
+
+    out = tmp_path / "m16.onnx"
+    rc = main(["export", "--model", str(export_model), "--out", str(out), "--target", "gpu",
+               "--check-images", str(kidney_sizes["512x512"]), str(kidney_sizes["1236x1001"])])
+    text = capsys.readouterr().out
+    report = json.loads(out.with_name("m16.onnx.json").read_text())
+    assert rc == 0 and "(fp16," in text
+    assert f"({report['parity']['matched_judged']} at confidence >= 0.1 judged)" in text

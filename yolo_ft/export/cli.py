@@ -58,8 +58,10 @@ def _export(args: argparse.Namespace) -> int:
         print(f"int8 gate: mAP50 {g['map50_fp32']:.4f} fp32 -> {g['map50_int8']:.4f} int8 "
               f"(drop {g['drop']:.4f}, tolerance {g['tolerance']}){' FORCED' if g['forced'] else ''}")
     else:
+        floor = par["tolerance"].get("judged_from_conf", 0.0)
+        judged = f" ({par['matched_judged']} at confidence >= {floor} judged)" if floor else ""
         print(f"parity vs PyTorch on {len(par['images'])} images: {par['matched']}/{par['boxes_reference']} boxes "
-              f"matched, min IoU {par['min_matched_iou']}, max conf delta {par['max_conf_delta']}"
+              f"matched{judged}, min IoU {par['min_matched_iou']}, max conf delta {par['max_conf_delta']}"
               f"{'' if par['passed'] else ' (FAILED, forced)'}")
     return 0
 
