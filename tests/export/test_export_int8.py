@@ -104,6 +104,9 @@ def test_fp16_gpu_target_runs_on_cpu_within_stated_tolerance(export_model, tiny_
     report = export(export_model, out, target="gpu", calib=tiny_yolo_dataset)
     par = report["parity"]
     assert report["precision"] == "fp16" and par["passed"]
+    # checked on the provider it targets when this onnxruntime has it (CUDA), else on the CPU, and says which
+    expect = "CUDAExecutionProvider" if "CUDAExecutionProvider" in ort.get_available_providers() else "CPUExecutionProvider"
+    assert par["provider"] == expect
     tol = TOLERANCES["fp16"]
     assert par["tolerance"] == {"iou": tol.iou, "conf": tol.conf, "judged_from_conf": tol.min_conf}
     assert par["matched_judged"] > 0 and par["borderline_unmatched"] < par["matched"]

@@ -38,7 +38,7 @@ def test_fp32_export_checks_parity_and_records_provenance(fp32_export, tiny_yolo
     assert par["unmatched_reference"] == 0 and par["unmatched_onnx"] == 0
     assert par["matched"] >= par["boxes_reference"] - par["borderline_unmatched"]
     assert par["min_matched_iou"] >= 0.99 and par["max_conf_delta"] <= 1e-3
-    assert par["passed"] is True
+    assert par["passed"] is True and par["provider"] == "CPUExecutionProvider"
     # The model carries the same report in its metadata (all but the figures about the file itself),
     # and the runtime reads it without torch.
     from yolo_ft.runtime import Detector

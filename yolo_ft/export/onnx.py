@@ -172,6 +172,8 @@ def export(
     prepare_ultralytics()
     from ultralytics import YOLO
 
+    import onnxruntime as ort
+
     from yolo_ft.runtime import Detector, load_image
     from yolo_ft.runtime.detector import EXPORT_REPORT_KEY
 
@@ -279,10 +281,14 @@ def export(
             [torch_model.predict(im, imgsz=imgsz, rect=dynamic, conf=CHECK_CONF, iou=CHECK_IOU, max_det=300,
                                  device="cpu", verbose=False)[0] for im in originals]
         )
-        det = Detector(final_path, providers=["CPUExecutionProvider"])
+        # Checked where it will run: the GPU target on the CUDA provider when this onnxruntime has it.
+        providers = ["CPUExecutionProvider"]
+        if target == "gpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        det = Detector(final_path, providers=providers)
         cand = _per_image_runtime(det.predict(originals, conf=CHECK_CONF, iou=CHECK_IOU, max_det=300))
         check = {"images": [str(p) for p in check_paths], "image_source": check_source,
-                 "conf_threshold": CHECK_CONF, "iou_threshold": CHECK_IOU}
+                 "provider": det.providers[0], "conf_threshold": CHECK_CONF, "iou_threshold": CHECK_IOU}
         if precision == "int8":
             check["agreement_iou50"] = round(parity.agreement(ref, cand, 0.5), 4)
             check["rule"] = "int8 is judged by the mAP50 gate; agreement is the share of PyTorch boxes found"
