@@ -11,7 +11,8 @@
    fp16). With ``--data``, the images are the val split and mAP50 of both sides is reported too.
 4. Latency, median ms: bare ``session.run`` and the runtime (fp16/fp32, CUDA provider, batch 1 and 8),
    Ultralytics PyTorch predict on the GPU (fp32 and half), and fp32 on the CPU provider.
-5. CUDA provider options (NHWC, cuDNN workspace) and IO binding, bare runs, to explain fp16 vs fp32.
+5. CUDA provider options (NHWC, cuDNN workspace), IO binding and CUDA graphs, bare runs, to explain fp16
+   vs fp32 (launches, copies or math).
 
 Needs onnxruntime-gpu (same major CUDA as torch) importable in place of onnxruntime; nothing is downloaded.
 Exits 1 if the CUDA provider could not be used (the reason is printed).
@@ -90,6 +91,24 @@ def _cuda_option_sweep(tmp: Path, blob32, runs: int) -> dict:
                         res[f"{prec} iobinding b{b}"] = round(_time(lambda: s.run_with_iobinding(io), runs), 3)
             except Exception as e:  # one option a build lacks must not cost the other figures
                 res[f"{prec} {opt_name}"] = f"failed: {str(e)[:200]}"
+        # CUDA graphs: YOLO11n at batch 1 is a few hundred small kernels, so launch overhead may be what
+        # keeps fp16 from beating fp32. Replaying one captured graph needs fixed shapes and bound buffers.
+        cpu = ort.InferenceSession(str(tmp / f"{prec}.onnx"), providers=["CPUExecutionProvider"])
+        for b in (1, 8):
+            try:
+                xb = np.ascontiguousarray(np.repeat(blob32, b, axis=0))
+                out_shape = cpu.run(None, {cpu.get_inputs()[0].name: xb})[0].shape  # graph runs need IO binding
+                s = ort.InferenceSession(str(tmp / f"{prec}.onnx"),
+                                         providers=[(CUDA, {"enable_cuda_graph": "1"})])
+                inp, outn = s.get_inputs()[0].name, s.get_outputs()[0].name
+                x = ort.OrtValue.ortvalue_from_numpy(xb, "cuda", 0)
+                y = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32, "cuda", 0)
+                io = s.io_binding()
+                io.bind_ortvalue_input(inp, x)
+                io.bind_ortvalue_output(outn, y)
+                res[f"{prec} cuda_graph b{b}"] = round(_time(lambda: s.run_with_iobinding(io), runs), 3)
+            except Exception as e:
+                res[f"{prec} cuda_graph b{b}"] = f"failed: {str(e)[:200]}"
     print("CUDA provider options, bare run ms:", json.dumps(res, indent=1))
     return res
 
