@@ -61,12 +61,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (YoloFtError, FileExistsError, FileNotFoundError, PermissionError) as e:
-        if args.verbose:
+    except Exception as e:
+        if _raised_by_interrupt(e):
+            print("interrupted", file=sys.stderr)
+            return 130
+        if args.verbose or not isinstance(e, (YoloFtError, FileExistsError, FileNotFoundError, PermissionError)):
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+def _raised_by_interrupt(e: BaseException) -> bool:
+    """True when a Ctrl-C caused ``e``: a KeyboardInterrupt that lands inside library code (a thread pool's
+    lock, measured in CI: ``RuntimeError: release unlocked lock``) surfaces as another error chained to it."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -132,6 +132,30 @@ def test_prepare_interrupted_with_ctrl_c_cleans_up_and_exits_130(kidney_yolo: Pa
     assert not out.exists() and not list(tmp_path.glob(".out.*")), list(tmp_path.iterdir())
 
 
+def test_ctrl_c_that_surfaces_as_another_error_still_exits_130(monkeypatch, capsys) -> None:
+    """Seen in CI: SIGINT landed inside ThreadPoolExecutor.submit's lock and the CLI got
+    ``RuntimeError: release unlocked lock`` chained to the KeyboardInterrupt, and printed a traceback."""
+    import yolo_ft.prepare.cli as prepare_cli
+    from yolo_ft.cli import main
+
+    def interrupted_in_a_lock(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("release unlocked lock")
+
+    monkeypatch.setattr(prepare_cli, "run", interrupted_in_a_lock)
+    assert main(["prepare", "src", "--out", "out"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+    def plain_bug(args):
+        raise RuntimeError("a real bug")
+
+    monkeypatch.setattr(prepare_cli, "run", plain_bug)
+    with pytest.raises(RuntimeError, match="a real bug"):  # anything else still surfaces
+        main(["prepare", "src", "--out", "out"])
+
+
 def _onnx_outputs(path: Path, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
