@@ -145,6 +145,11 @@ def test_runtime_is_safe_to_share_between_threads(fp32_export, kidney_sizes):
     for p, d in got:
         np.testing.assert_array_equal(d.xyxy, expected[p].xyxy)
         np.testing.assert_array_equal(d.confidence, expected[p].confidence)
+    # memory stays bounded however many threads called, and a single caller reuses one buffer
+    assert 1 <= len(det._spare) <= 2
+    kept = det._spare[-1]
+    det.predict(paths[0], conf=0.01)
+    assert any(b is kept for b in det._spare)
 
 
 def test_dynamic_export_matches_pt_predict_rect_letterbox(export_model, tiny_yolo_dataset, kidney_sizes, tmp_path):
