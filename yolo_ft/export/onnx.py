@@ -270,8 +270,6 @@ def export(
                     f"or pass --force to write it anyway."
                 )
             final_path = int8_path
-        else:
-            _set_metadata(fp32_path, meta)
 
         # Parity: PyTorch (Ultralytics predict) vs our ONNX runtime, same letterbox: the full square for a
         # fixed-shape graph, the minimum rectangle for a dynamic one (what the runtime does for each).
@@ -307,10 +305,10 @@ def export(
                     f"delta {check['max_conf_delta']}); nothing was written. Pass --force to write it anyway."
                 )
         report["parity"] = check
-        # The model carries its own report (metadata only: the checked graph is unchanged), so provenance
-        # travels with model.onnx when the sidecar is left behind, and the model file, written by one
-        # rename, is the authority. The sidecar is a readable copy.
-        _set_metadata(final_path, {EXPORT_REPORT_KEY: json.dumps(report, default=str)})
+        # Our metadata and the report go in once the check is done (metadata only: the checked graph is
+        # unchanged), so provenance travels with model.onnx when the sidecar is left behind, and the model
+        # file, written by one rename, is the authority. The sidecar is a readable copy.
+        _set_metadata(final_path, meta | {EXPORT_REPORT_KEY: json.dumps(report, default=str)})
         report["size_bytes"] = final_path.stat().st_size
         # The exact file the sidecar describes: model and sidecar are two renames, so a reader can tell a
         # sidecar left over from an earlier export (a kill between the renames) by this hash.
