@@ -1,5 +1,6 @@
-"""The upsample/1x1-conv commute (graph_rewrites): the rewritten graph computes the same numbers with the
-upsample after a smaller convolution, only where that is exact, checked by running ONNX Runtime on both."""
+"""The exact graph rewrites (graph_rewrites): the upsample/1x1-conv commute and the Split pushed into its
+producers compute the same numbers with fewer or smaller ops, only where that is exact, checked by running
+ONNX Runtime on both graphs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from yolo_ft.export.graph_rewrites import upsample_after_pointwise_conv
+from yolo_ft.export.graph_rewrites import split_into_producers, upsample_after_pointwise_conv
 from yolo_ft.utils import onnx_graph
 
 
@@ -96,6 +97,10 @@ def test_exported_yolo11_is_rewritten_and_still_matches_pytorch(fp32_export):
     for n in graph.node:
         if n.op_type == "Resize":  # every upsample now follows a conv; none feeds a concat
             assert made_by[n.input[0]].op_type == "Conv"
+    blocks = ["/model.2", "/model.4", "/model.6", "/model.8", "/model.10", "/model.13", "/model.16", "/model.19",
+              "/model.22"]  # every C3k2 and the C2PSA: their cv1 Split became two convs
+    assert report["graph_rewrites"]["split_into_producers"] == [f"{b}/Split" for b in blocks]
+    assert [n.name for n in graph.node if n.op_type == "Split"] == ["/model.10/m/m.0/attn/Split"]  # q, k, v
     assert report["parity"]["passed"] and report["parity"]["max_conf_delta"] <= 1e-3
     assert ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).get_outputs()[0].shape[1] == 5
 
@@ -110,11 +115,92 @@ def test_no_graph_rewrites_keeps_ultralytics_graph_with_the_same_outputs(fp32_ex
     rewritten, _, pt = fp32_export
     plain = tmp_path / "plain.onnx"
     report = export(pt, plain, calib=tiny_yolo_dataset, graph_rewrites=False)
-    assert report["graph_rewrites"]["upsample_after_pointwise_conv"] == []
+    assert report["graph_rewrites"] == {"upsample_after_pointwise_conv": [], "split_into_producers": []}
     assert report["settings"]["graph_rewrites"] is False
     ops = lambda p: [n.op_type for n in onnx.load(str(p)).graph.node]  # noqa: E731
     assert ops(plain).count("Concat") == ops(rewritten).count("Concat") + 2
+    assert ops(plain).count("Split") == ops(rewritten).count("Split") + 9
     x = to_blob([letterbox(load_image(split_images(tiny_yolo_dataset, "val")[0]), (128, 128))[0]])
     a, b = (_run(onnx.load(str(p)), {"images": x})[0] for p in (plain, rewritten))
     np.testing.assert_allclose(b[:, :4], a[:, :4], atol=1e-3)  # box pixels
     np.testing.assert_allclose(b[:, 4:], a[:, 4:], atol=1e-5)  # class scores
+
+
+def _c3k2_head(group: int = 1, extra_reader: bool = False, axis: int = 1, with_neck: bool = False):
+    """x(1,4,6,6) -> Conv 1x1 (4->6) + bias -> SiLU -> Split [2, 4] -> (y0, y1); y1 -> Conv 3x3 -> z: how every
+    C3k2 block starts. ``with_neck``: the conv reads YOLO's upsample/concat joint (see _neck) first."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.normal(size=(6, 4 // group, 1, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(size=6).astype(np.float32), "cb"),
+             numpy_helper.from_array(rng.normal(size=(3, 4, 3, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array([2, 4] if axis == 1 else [3, 3], np.int64), "parts")]
+    nodes, inputs = [], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])]
+    src = "x"
+    if with_neck:  # a(1,1,3,3) upsampled x2 beside b(1,3,6,6): the conv's 4 channels come from both
+        inits.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"))
+        nodes += [helper.make_node("Resize", ["a", "", "scales"], ["up"], name="/m.11/Resize", mode="nearest"),
+                  helper.make_node("Concat", ["up", "b"], ["x"], name="/m.12/Concat", axis=1)]
+        inputs = [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 1, 3, 3]),
+                  helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3, 6, 6])]
+    nodes += [
+        helper.make_node("Conv", [src, "w", "cb"], ["c"], name="/m.2/cv1/conv/Conv", kernel_shape=[1, 1], group=group),
+        helper.make_node("Sigmoid", ["c"], ["s"], name="/m.2/cv1/act/Sigmoid"),
+        helper.make_node("Mul", ["c", "s"], ["a1"], name="/m.2/cv1/act/Mul"),
+        helper.make_node("Split", ["a1", "parts"], ["y0", "y1"], name="/m.2/Split", axis=axis),
+        helper.make_node("Conv", ["y1", "w2"], ["z"], name="/m.2/m.0/Conv", kernel_shape=[3, 3], pads=[1] * 4),
+    ]
+    y0_shape = [1, 2, 6, 6] if axis == 1 else [1, 6, 3, 6]
+    outputs = [helper.make_tensor_value_info("y0", TensorProto.FLOAT, y0_shape),
+               helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 6, 6])]
+    if extra_reader:  # the activation is read by something else too: it must stay whole
+        nodes.append(helper.make_node("Relu", ["a1"], ["r"], name="other"))
+        outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 6, 6, 6]))
+    graph = helper.make_graph(nodes, "c3k2", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+SPLIT_FEEDS = {"x": np.random.default_rng(4).normal(size=(1, 4, 6, 6)).astype(np.float32)}
+NECK_FEEDS = {"a": np.random.default_rng(5).normal(size=(1, 1, 3, 3)).astype(np.float32),
+              "b": np.random.default_rng(6).normal(size=(1, 3, 6, 6)).astype(np.float32)}
+
+
+def test_split_becomes_one_conv_per_part_with_the_same_numbers():
+    model = _c3k2_head()
+    before = _run(model, SPLIT_FEEDS)
+    assert split_into_producers(model) == ["/m.2/Split"]
+    onnx.checker.check_model(model, full_check=True)
+    after = _run(model, SPLIT_FEEDS)
+    for a, b in zip(after, before):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    ops = [n.op_type for n in model.graph.node]
+    assert "Split" not in ops and ops.count("Conv") == 3 and ops.count("Sigmoid") == ops.count("Mul") == 2
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    made_by = onnx_graph.producers(model.graph)
+    sigmoid_of = lambda t: made_by[made_by[t].input[0]]  # noqa: E731  y = Mul(conv, Sigmoid(conv))
+    rows = [weights[sigmoid_of(y).input[1]].shape[0] for y in ("y0", "y1")]
+    assert rows == [2, 4]  # each part's conv computes only its own channels
+    np.testing.assert_array_equal(weights[sigmoid_of("y1").input[2]], weights["cb.part1"])
+    assert {"w", "cb", "parts"}.isdisjoint(weights)  # the whole weight and the split sizes are gone
+
+
+def test_split_is_pushed_through_the_upsample_commute_too():
+    """After upsample_after_pointwise_conv the Split reads SiLU(Add(Up(Conv(a)), Conv(b))): still per channel."""
+    model = _c3k2_head(with_neck=True)
+    before = _run(model, NECK_FEEDS)
+    assert upsample_after_pointwise_conv(model) == ["/m.2/cv1/conv/Conv"]
+    assert split_into_producers(model) == ["/m.2/Split"]
+    onnx.checker.check_model(model, full_check=True)
+    for a, b in zip(_run(model, NECK_FEEDS), before):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    ops = [n.op_type for n in model.graph.node]
+    assert "Split" not in ops and ops.count("Resize") == 2 and ops.count("Add") == 2
+
+
+@pytest.mark.parametrize("case", [dict(group=2), dict(extra_reader=True), dict(axis=2)])
+def test_split_rewrite_leaves_other_cases_alone(case):
+    """A grouped conv mixes its parts' inputs differently, a shared activation must stay whole, and a
+    spatial split is not per channel."""
+    model = _c3k2_head(**case)
+    before = model.SerializeToString()
+    assert split_into_producers(model) == []
+    assert model.SerializeToString() == before

@@ -24,7 +24,7 @@ import numpy as np
 from yolo_ft.utils.hashing import sha256_file
 from yolo_ft.export import parity
 from yolo_ft.export.fast_ops import fast_export_ops
-from yolo_ft.export.graph_rewrites import upsample_after_pointwise_conv
+from yolo_ft.export.graph_rewrites import split_into_producers, upsample_after_pointwise_conv
 from yolo_ft.export.data import load_labelled, split_images
 from yolo_ft.export.metrics import map50
 from yolo_ft.records import YoloFtError
@@ -91,13 +91,17 @@ def _set_metadata(onnx_path: Path, extra: dict[str, str], like: Path | None = No
     onnx.save(model, str(onnx_path))
 
 
-def _rewrite_graph(onnx_path: Path) -> list[str]:
-    """Apply the exact speed rewrites of graph_rewrites to the exported file; the convs rewritten."""
+def _rewrite_graph(onnx_path: Path, apply: bool = True) -> dict[str, list[str]]:
+    """Apply the exact speed rewrites of graph_rewrites to the exported file (in this order: the Splits to push
+    are the ones left after the upsample commute); per rewrite, the nodes rewritten (none when not ``apply``)."""
     import onnx
 
+    rewrites = (upsample_after_pointwise_conv, split_into_producers)
+    if not apply:
+        return {r.__name__: [] for r in rewrites}
     model = onnx.load(str(onnx_path))
-    done = upsample_after_pointwise_conv(model)
-    if done:
+    done = {r.__name__: r(model) for r in rewrites}
+    if any(done.values()):
         onnx.save(model, str(onnx_path))
     return done
 
@@ -207,7 +211,7 @@ def export(
                 verbose=False,
             )
         fp32_path = Path(exported)
-        rewritten = _rewrite_graph(fp32_path) if graph_rewrites else []
+        rewritten = _rewrite_graph(fp32_path, apply=graph_rewrites)
         meta = {"yolo_ft_precision": precision, "yolo_ft_source_sha256": sha256_file(model)}
         report: dict[str, Any] = {
             "model": out.name,
@@ -224,7 +228,7 @@ def export(
                          "int8": int8, "calib": str(calib) if calib else None, "tolerance": tolerance,
                          "force": force, "graph_rewrites": graph_rewrites},
             "versions": _versions(),
-            "graph_rewrites": {"upsample_after_pointwise_conv": rewritten},
+            "graph_rewrites": rewritten,
         }
         final_path = fp32_path
 
