@@ -10,7 +10,7 @@ import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolo_ft.runtime import letterbox, non_max_suppression, scale_boxes, to_blob
+from yolo_ft.runtime import letterbox, letterbox_params, letterbox_to_blob, non_max_suppression, scale_boxes, to_blob
 from yolo_ft.runtime import nms as nms_module
 
 
@@ -25,6 +25,47 @@ def test_letterbox_equals_ultralytics(h, w, size, auto):
     got, _ = letterbox(img, (size, size), auto=auto, stride=32)
     assert got.shape == ref.shape
     np.testing.assert_array_equal(got, ref)
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 1400), w=st.integers(1, 1400), size=st.sampled_from([64, 320, 640]), auto=st.booleans())
+def test_letterbox_to_blob_equals_ultralytics_preprocessing(h, w, size, auto):
+    """Straight into the model input: Ultralytics' LetterBox, BGR->RGB, CHW, / 255, bit for bit, padding
+    included, whatever was in the slot before (and the thread's scratch arrays from the last image)."""
+    from ultralytics.data.augment import LetterBox
+
+    img = np.random.default_rng(h * 5 + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    boxed = LetterBox((size, size), auto=auto, stride=32)(image=img.copy())
+    ref = torch.from_numpy(boxed[..., ::-1].transpose(2, 0, 1).copy()).float() / 255
+    p = letterbox_params((h, w), (size, size), auto=auto)
+    assert p.padded_hw == boxed.shape[:2]
+    out = np.full((3, *p.padded_hw), np.nan, np.float32)
+    assert letterbox_to_blob(img, (size, size), out, auto=auto) == p
+    np.testing.assert_array_equal(out, ref.numpy())
+
+
+def test_letterbox_to_blob_refuses_a_slot_of_the_wrong_shape_and_is_thread_safe():
+    from concurrent.futures import ThreadPoolExecutor
+
+    img = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"needs float32 \(3, 64, 64\)"):
+        letterbox_to_blob(img, (64, 64), np.empty((3, 64, 48), np.float32))
+    with pytest.raises(ValueError, match="needs float32"):
+        letterbox_to_blob(img, (64, 64), np.empty((3, 64, 64), np.float64))
+    # threads each resize their own images through their own scratch arrays at the same time
+    rng = np.random.default_rng(1)
+    ims = [rng.integers(0, 256, (rng.integers(50, 400), rng.integers(50, 400), 3), dtype=np.uint8) for _ in range(48)]
+    want = [to_blob([letterbox(im, (160, 160))[0]])[0] for im in ims]
+
+    def one(k: int) -> np.ndarray:
+        out = np.empty((3, 160, 160), np.float32)
+        letterbox_to_blob(ims[k], (160, 160), out)
+        return out
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            for got, ref in zip(pool.map(one, range(len(ims))), want):
+                np.testing.assert_array_equal(got, ref)
 
 
 @settings(max_examples=60, deadline=None)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .letterbox import letterbox, scale_boxes, to_blob
+from .letterbox import PAD_BLOB_VALUE, letterbox_params, letterbox_to_blob, scale_boxes
 from .nms import end2end_filter, non_max_suppression
 
 log = logging.getLogger(__name__)
@@ -153,9 +153,9 @@ class Detector:
         self.end2end = bool(self.metadata.get("end2end", False))
         if self.task != "detect":
             raise ValueError(f"{self.path}: task '{self.task}' is not supported (detection models only)")
-        # Spare input tensors for reuse (see to_blob): a call takes one and gives it back after ``run``, so
-        # concurrent calls never share a buffer, and at most _SPARE_BUFFERS stay allocated however many
-        # threads call (a 16-thread server at batch 8 would otherwise keep 16 x 39 MB).
+        # Spare input tensors for reuse (a fresh one page-faults, see to_blob): a call takes one and gives it
+        # back after ``run``, so concurrent calls never share a buffer, and at most _SPARE_BUFFERS stay
+        # allocated however many threads call (a 16-thread server at batch 8 would otherwise keep 16 x 39 MB).
         self._spare: list[np.ndarray] = []
         self._spare_lock = threading.Lock()
 
@@ -201,11 +201,15 @@ class Detector:
                 batches = [idx]
             for group in batches:
                 ims = [originals[i] for i in group]
-                boxed = [letterbox(im, self.imgsz, self.dynamic_hw, self.stride)[0] for im in ims]
-                if self.fixed_batch and len(boxed) < self.fixed_batch:  # static batch: fill with grey frames
-                    boxed += [np.full_like(boxed[0], 114)] * (self.fixed_batch - len(boxed))
-                h, w = boxed[0].shape[:2]
-                buf = to_blob(boxed, np.float32, out=self._take_buffer((len(boxed), 3, h, w)))
+                # One group shares the padded shape (same image shape, or a fixed-shape graph).
+                h, w = letterbox_params(ims[0].shape[:2], self.imgsz, self.dynamic_hw, self.stride).padded_hw
+                n = max(len(ims), self.fixed_batch or 0)  # static batch: the rest are grey frames
+                buf = self._take_buffer((n, 3, h, w))
+                if buf is None:
+                    buf = np.empty((n, 3, h, w), np.float32)
+                for k, im in enumerate(ims):
+                    letterbox_to_blob(im, self.imgsz, buf[k], self.dynamic_hw, self.stride)
+                buf[len(ims):] = PAD_BLOB_VALUE
                 blob = buf if self.input_dtype == np.float32 else buf.astype(self.input_dtype)
                 try:
                     raw = self.session.run(self.output_names, {self.input_name: blob})[0]
