@@ -23,6 +23,7 @@ import onnxruntime as ort
 
 from .letterbox import PAD_BLOB_VALUE, letterbox_params, letterbox_to_blob, scale_boxes
 from .nms import end2end_filter, non_max_suppression
+from .pool import parallel_map, submit_each
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +188,16 @@ class Detector:
             images = [images]
         items = list(images)
         results: list[Detections | None] = [None] * len(items)
-        for start in range(0, len(items), self.batch_size):
-            idx = list(range(start, min(start + self.batch_size, len(items))))
-            originals = {i: load_image(items[i]) for i in idx}
+        n, step = len(items), self.batch_size
+        chunks = [list(range(s, min(s + step, n))) for s in range(0, n, step)]
+        loading: list = []
+        for c, idx in enumerate(chunks):
+            if c == 0:
+                originals = dict(zip(idx, parallel_map(load_image, [items[i] for i in idx])))
+            else:
+                originals = dict(zip(idx, [loaded() for loaded in loading]))
+            if c + 1 < len(chunks):  # the next chunk decodes on the pool while this one runs
+                loading = submit_each(load_image, [items[i] for i in chunks[c + 1]])
             if self.dynamic_hw:
                 # Like Ultralytics for .pt and dynamic models: images of one shape share the minimum
                 # stride-multiple rectangle; different shapes run separately (each gets its own rectangle).
@@ -207,8 +215,8 @@ class Detector:
                 buf = self._take_buffer((n, 3, h, w))
                 if buf is None:
                     buf = np.empty((n, 3, h, w), np.float32)
-                for k, im in enumerate(ims):
-                    letterbox_to_blob(im, self.imgsz, buf[k], self.dynamic_hw, self.stride)
+                parallel_map(lambda k: letterbox_to_blob(ims[k], self.imgsz, buf[k], self.dynamic_hw, self.stride),
+                             range(len(ims)))
                 buf[len(ims):] = PAD_BLOB_VALUE
                 blob = buf if self.input_dtype == np.float32 else buf.astype(self.input_dtype)
                 try:
