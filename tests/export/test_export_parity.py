@@ -152,6 +152,48 @@ def test_runtime_is_safe_to_share_between_threads(fp32_export, kidney_sizes):
     assert any(b is kept for b in det._spare)
 
 
+def test_runtime_feeds_a_float16_input_model_without_a_conversion_pass(fp32_export, kidney_sizes, tmp_path):
+    """A model whose input is float16 (e.g. Ultralytics' ``half=True`` export) gets its input letterboxed
+    straight into a float16 buffer: the network sees float16(x / 255), and the detections equal those of
+    the fp32 model fed those same rounded pixels."""
+    from onnx import TensorProto, helper
+
+    from yolo_ft.runtime import Detector
+
+    out, _, _ = fp32_export
+    model = onnx.load(str(out))
+    graph = model.graph
+    name = graph.input[0].name
+    for node in graph.node:  # every reader of the input now reads its float32 cast
+        node.input[:] = [f"{name}_f32" if t == name else t for t in node.input]
+    graph.node.insert(0, helper.make_node("Cast", [name], [f"{name}_f32"], to=TensorProto.FLOAT))
+    graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    half_in = tmp_path / "half_input.onnx"
+    onnx.save(model, str(half_in))
+
+    det16 = Detector(half_in, providers=["CPUExecutionProvider"])
+    assert det16.input_dtype == np.float16
+    img = str(kidney_sizes["1236x1001"])
+    got = det16.predict([img, img], conf=0.01)  # a list: the spare buffer is reused, in float16
+    assert det16._spare and det16._spare[0].dtype == np.float16
+
+    det32 = Detector(out, providers=["CPUExecutionProvider"])
+    rounded = {}
+    real_run = det32.session.run
+
+    def run_rounded(names, feeds):  # the fp32 model fed float16-rounded pixels
+        x = feeds[det32.input_name]
+        rounded["x"] = x.astype(np.float16).astype(np.float32)
+        return real_run(names, {det32.input_name: rounded["x"]})
+
+    det32.session = type("S", (), {"run": staticmethod(run_rounded)})()
+    ref = det32.predict(img, conf=0.01)[0]
+    assert len(ref) > 0
+    for d in got:
+        np.testing.assert_array_equal(d.xyxy, ref.xyxy)
+        np.testing.assert_array_equal(d.confidence, ref.confidence)
+
+
 def test_dynamic_export_matches_pt_predict_rect_letterbox(export_model, tiny_yolo_dataset, kidney_sizes, tmp_path):
     """A dynamic-shape model gets Ultralytics' minimum-rectangle letterbox, as YOLO(best.pt).predict does:
     at imgsz 256 a 1236x1001 image runs at 256x224 (not 256x256) and still matches PyTorch exactly."""

@@ -42,13 +42,16 @@ def test_letterbox_to_blob_equals_ultralytics_preprocessing(h, w, size, auto):
     out = np.full((3, *p.padded_hw), np.nan, np.float32)
     assert letterbox_to_blob(img, (size, size), out, auto=auto) == p
     np.testing.assert_array_equal(out, ref.numpy())
+    half = np.full((3, *p.padded_hw), np.nan, np.float16)  # an fp16 model's input: float16(x / 255), one pass
+    letterbox_to_blob(img, (size, size), half, auto=auto)
+    np.testing.assert_array_equal(half, ref.numpy().astype(np.float16))
 
 
 def test_letterbox_to_blob_refuses_a_slot_of_the_wrong_shape_and_is_thread_safe():
     from concurrent.futures import ThreadPoolExecutor
 
     img = np.zeros((48, 64, 3), np.uint8)
-    with pytest.raises(ValueError, match=r"needs float32 \(3, 64, 64\)"):
+    with pytest.raises(ValueError, match=r"needs float32 or float16 \(3, 64, 64\)"):
         letterbox_to_blob(img, (64, 64), np.empty((3, 64, 48), np.float32))
     with pytest.raises(ValueError, match="needs float32"):
         letterbox_to_blob(img, (64, 64), np.empty((3, 64, 64), np.float64))

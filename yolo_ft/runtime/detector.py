@@ -214,16 +214,15 @@ class Detector:
                 n = max(len(ims), self.fixed_batch or 0)  # static batch: the rest are grey frames
                 buf = self._take_buffer((n, 3, h, w))
                 if buf is None:
-                    buf = np.empty((n, 3, h, w), np.float32)
+                    buf = np.empty((n, 3, h, w), self.input_dtype)
                 parallel_map(lambda k: letterbox_to_blob(ims[k], self.imgsz, buf[k], self.dynamic_hw, self.stride),
                              range(len(ims)))
                 buf[len(ims):] = PAD_BLOB_VALUE
-                blob = buf if self.input_dtype == np.float32 else buf.astype(self.input_dtype)
                 try:
-                    raw = self.session.run(self.output_names, {self.input_name: blob})[0]
+                    raw = self.session.run(self.output_names, {self.input_name: buf})[0]
                 finally:  # ORT has copied or finished reading the input when run returns
                     self._give_buffer(buf)
-                input_hw = blob.shape[2:]
+                input_hw = buf.shape[2:]
                 for k, i in enumerate(group):
                     results[i] = self._postprocess(
                         raw[k], input_hw, ims[k].shape[:2], items[i], conf, iou, max_det

@@ -16,6 +16,9 @@ import numpy as np
 PAD_VALUE = 114
 _DIV255 = np.arange(256, dtype=np.float32) / np.float32(255.0)  # uint8 -> [0, 1], see to_blob
 PAD_BLOB_VALUE = _DIV255[PAD_VALUE]  # the padding grey as the model input holds it
+# Lookup tables per input dtype: the float16 one holds float16(x / 255 in float32), the values
+# ``to_blob(..., np.float16)`` gives, so an fp16 model gets its input in one pass with no conversion.
+_TABLES = {np.dtype(np.float32): _DIV255, np.dtype(np.float16): _DIV255.astype(np.float16)}
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def _reused(name: str, shape: tuple[int, ...]) -> np.ndarray:
 def letterbox_to_blob(
     img: np.ndarray, new_hw: tuple[int, int], out: np.ndarray, auto: bool = False, stride: int = 32
 ) -> LetterboxParams:
-    """Letterbox a BGR uint8 image straight into ``out``, a float32 (3, H, W) slot of the model input.
+    """Letterbox a BGR uint8 image straight into ``out``, a float32 or float16 (3, H, W) slot of the model input.
 
     Bit for bit ``to_blob([letterbox(img, ...)[0]])`` (same resize, same 114 padding, same x / 255 table),
     but the padded uint8 image is never built: the resized planes go through the lookup into the slot's
@@ -124,14 +127,16 @@ def letterbox_to_blob(
     params (see :func:`letterbox_params`, which gives it before any pixel is touched).
     """
     p = letterbox_params(img.shape[:2], new_hw, auto, stride)
-    if out.shape != (3, *p.padded_hw) or out.dtype != np.float32:
+    table = _TABLES.get(out.dtype)
+    if out.shape != (3, *p.padded_hw) or table is None:
         h, w = p.padded_hw
-        raise ValueError(f"letterbox_to_blob: out is {out.dtype} {out.shape}, needs float32 (3, {h}, {w})")
+        raise ValueError(f"letterbox_to_blob: out is {out.dtype} {out.shape}, "
+                         f"needs float32 or float16 (3, {h}, {w})")
     w, h = p.new_unpad
     if (img.shape[1], img.shape[0]) != p.new_unpad:
         img = cv2.resize(img, p.new_unpad, dst=_reused("resized", (h, w, 3)), interpolation=cv2.INTER_LINEAR)
     planes = cv2.split(img, [_reused(f"plane{c}", (h, w)) for c in range(3)])
-    fill = PAD_BLOB_VALUE
+    fill = table[PAD_VALUE]
     bottom, right = p.top + h, p.left + w
     for c, plane in enumerate(reversed(planes)):  # BGR planes -> RGB slots
         dst = out[c]
@@ -140,7 +145,7 @@ def letterbox_to_blob(
         dst[p.top : bottom, : p.left] = fill
         dst[p.top : bottom, right:] = fill
         inner = dst[p.top : bottom, p.left : right]  # row-strided view: cv2 writes through it
-        got = cv2.LUT(plane, _DIV255, dst=inner)
+        got = cv2.LUT(plane, table, dst=inner)
         if got.ctypes.data != inner.ctypes.data:  # an OpenCV build that allocated instead
             inner[...] = got
     return p
