@@ -150,10 +150,11 @@ def upsample_after_pointwise_conv(model: onnx.ModelProto) -> list[str]:
         done.append(name)
     return done
 
+
 _SLICEABLE = {"Conv", "Mul", "Sigmoid", "Add", "Resize"}
 
 
-def _chain(tensor: str, g: onnx.GraphProto, inits: dict, made_by: dict, channels: dict, n: int,
+def _chain(tensor: str, inits: dict, made_by: dict, channels: dict, n: int,
            nodes: dict[str, onnx.NodeProto]) -> bool:
     """Collect into ``nodes`` the channel-wise ops that make ``tensor`` (n channels) from convolutions; False
     when some producer is not one whose output channels can be computed apart (a grouped conv, a Concat...)."""
@@ -169,9 +170,9 @@ def _chain(tensor: str, g: onnx.GraphProto, inits: dict, made_by: dict, channels
                 and (not has_bias or node.input[2] in inits))
     if node.op_type == "Resize":
         return _is_spatial_nearest_upsample(node, inits, made_by) and _chain(
-            node.input[0], g, inits, made_by, channels, n, nodes)
+            node.input[0], inits, made_by, channels, n, nodes)
     # Sigmoid, Mul, Add: every input a full n-channel map made the same way (no broadcast of a constant)
-    return all(_chain(t, g, inits, made_by, channels, n, nodes) for t in node.input)
+    return all(_chain(t, inits, made_by, channels, n, nodes) for t in node.input)
 
 
 def _emit_slice(tensor: str, lo: int, hi: int, tag: str, out: str | None, inits: dict,
@@ -219,11 +220,11 @@ def _push_one_split(model: onnx.ModelProto, channels: dict[str, int]) -> str | N
             continue
         n = channels.get(split.input[0])
         chain: dict[str, onnx.NodeProto] = {}
-        if n is None or not _chain(split.input[0], g, inits, made_by, channels, n, chain):
+        if n is None or not _chain(split.input[0], inits, made_by, channels, n, chain):
             continue
         sizes = _split_sizes(split, inits, made_by, n)
-        inside = {id(node) for node in chain.values()} | {id(split)}
-        private = all(t not in graph_outputs and all(id(r) in inside for r in read_by.get(t, []))
+        inside = set(chain) | {split.output[0]}  # nodes by their first output (unique in a graph)
+        private = all(t not in graph_outputs and all(r.output[0] in inside for r in read_by.get(t, []))
                       for t in chain)
         if sizes is None or sum(sizes) != n or len(sizes) != len(split.output) or not private:
             continue
@@ -234,15 +235,14 @@ def _push_one_split(model: onnx.ModelProto, channels: dict[str, int]) -> str | N
             if out:  # an unused output may be left unnamed
                 _emit_slice(split.input[0], lo, lo + size, f"part{k}", out, inits, made_by, new, added, {})
             lo += size
-        gone = set(chain) | {split.output[0]} - set(split.output)
         nodes = list(g.node)
-        at = next(i for i, node in enumerate(nodes) if node is split)
-        keep = [node for node in nodes if id(node) not in inside]
-        before = [node for node in nodes[:at] if id(node) not in inside]
+        at = next(i for i, node in enumerate(nodes) if node.output[0] == split.output[0])
+        before = [node for node in nodes[:at] if node.output[0] not in inside]
+        after = [node for node in nodes[at + 1 :] if node.output[0] not in inside]
         del g.node[:]
-        g.node.extend([*before, *new, *keep[len(before):]])
+        g.node.extend([*before, *new, *after])  # where the Split was: all that `new` reads is made before it
         g.initializer.extend(added)
-        for vi in [vi for vi in g.value_info if vi.name in gone]:
+        for vi in [vi for vi in g.value_info if vi.name in chain]:  # the chain's tensors are gone
             g.value_info.remove(vi)
         used = {t for node in g.node for t in node.input}
         dropped = {t for c in chain.values() if c.op_type == "Conv" for t in c.input[1:]} | set(split.input[1:])

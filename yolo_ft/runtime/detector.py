@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -190,7 +190,7 @@ class Detector:
         results: list[Detections | None] = [None] * len(items)
         n, step = len(items), self.batch_size
         chunks = [list(range(s, min(s + step, n))) for s in range(0, n, step)]
-        loading: list = []
+        loading: list[Callable[[], np.ndarray]] = []
         for c, idx in enumerate(chunks):
             if c == 0:
                 originals = dict(zip(idx, parallel_map(load_image, [items[i] for i in idx])))
@@ -211,10 +211,10 @@ class Detector:
                 ims = [originals[i] for i in group]
                 # One group shares the padded shape (same image shape, or a fixed-shape graph).
                 h, w = letterbox_params(ims[0].shape[:2], self.imgsz, self.dynamic_hw, self.stride).padded_hw
-                n = max(len(ims), self.fixed_batch or 0)  # static batch: the rest are grey frames
-                buf = self._take_buffer((n, 3, h, w))
+                rows = max(len(ims), self.fixed_batch or 0)  # static batch: the rest are grey frames
+                buf = self._take_buffer((rows, 3, h, w))
                 if buf is None:
-                    buf = np.empty((n, 3, h, w), self.input_dtype)
+                    buf = np.empty((rows, 3, h, w), self.input_dtype)
                 parallel_map(lambda k: letterbox_to_blob(ims[k], self.imgsz, buf[k], self.dynamic_hw, self.stride),
                              range(len(ims)))
                 buf[len(ims):] = PAD_BLOB_VALUE
