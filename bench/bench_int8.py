@@ -12,6 +12,8 @@ Models (YOLO11n COCO at 640, batch 1, calibrated on 32 kidney-stone CT images; o
   fp32, Ultralytics graph  `yolo-ft export --no-graph-rewrites`: the neck as Ultralytics exports it
   int8 fastest            what `yolo-ft export --int8` tries first (rewrites on)
   int8 fast               its first fallback: the head's last convs float
+  int8 fastest, lookups   "fastest" with SiLU as QLinearSigmoid+QLinearMul everywhere (--int8-silu lookup;
+                          what `auto` picks on a CPU without VNNI)
   int8 fastest, no rewr.  "fastest" with SiLU as QLinearSigmoid+QLinearMul everywhere, no padding
   int8 fastest, all QG    "fastest" with QuickGelu on every SiLU, however large the map
 """
@@ -66,6 +68,7 @@ def main() -> int:
     plain = calibrate(fp32, tmp / "plain", imgs, (640, 640), pad=False)
     paths = {"fp32": fp32, "fp32, Ultralytics graph": tmp / "fp32_plain.onnx"}
     for name, scheme, c, limit in (("int8 fastest", "fastest", cal, "default"), ("int8 fast", "fast", cal, "default"),
+                                   ("int8 fastest, lookups", "fastest", cal, 0),
                                    ("int8 fastest, no rewr.", "fastest", plain, 0),
                                    ("int8 fastest, all QG", "fastest", cal, None)):
         paths[name] = tmp / (name.replace(" ", "_").replace(",", "").replace(".", "") + ".onnx")

@@ -27,6 +27,14 @@ def test_int8_export_is_quantized_and_gated(export_model, tiny_yolo_dataset, kid
     assert report["quantization"]["calibration_images"] == 24  # every train image of the tiny set
     saved = json.loads(out.with_name("int8.onnx.json").read_text())
     assert saved["int8_gate"] == gate and saved["precision"] == "int8"
+    # SiLU follows this CPU (auto): uint8 lookups without VNNI, QuickGelu on small maps with it
+    from yolo_ft.export.int8_rewrites import silu_plan
+
+    silu = report["quantization"]["silu"]
+    limit, why = silu_plan("auto")
+    assert silu == {"mode": "auto", "quickgelu_max_elements": limit, "why": why}
+    quickgelus = sum(n.op_type == "QuickGelu" for n in onnx.load(str(out)).graph.node)
+    assert quickgelus == report["quantization"]["silu_as_quickgelu"] and (quickgelus > 0) == (limit > 0)
 
     model = onnx.load(str(out))
     ops = {n.op_type for n in model.graph.node}
@@ -50,10 +58,12 @@ def test_int8_export_is_quantized_and_gated(export_model, tiny_yolo_dataset, kid
         dq = consumers[q.output[0]][0]
         after = consumers[dq.output[0]]  # the head's float reshape/concat
         assert after and all(n.op_type in ("Reshape", "Concat") and n.name.startswith("/model.23/") for n in after)
-    # A head branch's inner conv and its SiLU are int8: DequantizeLinear -> QuickGelu -> QuantizeLinear.
-    silu = next(n for n in model.graph.node if n.op_type == "QuickGelu" and "/cv3.0/cv3.0.1/" in n.name)
-    assert producers[silu.input[0]].op_type == "DequantizeLinear"
-    assert {c.op_type for c in consumers[silu.output[0]]} == {"QuantizeLinear"}
+    # A head branch's inner conv and its SiLU are int8: DequantizeLinear -> QuickGelu -> QuantizeLinear, or
+    # (lookups) a quantized Sigmoid and Mul, each between DequantizeLinear and QuantizeLinear.
+    for op in ("QuickGelu",) if limit else ("Sigmoid", "Mul"):
+        silu = next(n for n in model.graph.node if n.op_type == op and "/cv3.0/cv3.0.1/" in n.name)
+        assert producers[silu.input[0]].op_type == "DequantizeLinear"
+        assert {c.op_type for c in consumers[silu.output[0]]} == {"QuantizeLinear"}
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["names"] == "{0: 'KIDNEY_STONE'}" and meta["yolo_ft_precision"] == "int8"
 

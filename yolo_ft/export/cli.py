@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxslim")
     p.add_argument("--no-graph-rewrites", dest="graph_rewrites", action="store_false",
                    help="keep Ultralytics' graph as exported (skip the exact speed rewrites)")
+    p.add_argument("--int8-silu", choices=("auto", "lookup", "quickgelu"), default="auto",
+                   help="int8 SiLU as uint8 lookups or as float QuickGelu on small maps; auto: whichever ran "
+                   "faster on CPUs like this one (lookups without VNNI)")
     p.add_argument("--check-images", nargs="+", help="images for the parity check (default: val split)")
     p.set_defaults(func=_export)
 
@@ -50,6 +53,7 @@ def _export(args: argparse.Namespace) -> int:
         args.model, args.out, target=args.target, int8=args.int8, calib=args.calib, imgsz=args.imgsz,
         dynamic=args.dynamic, batch=args.batch, tolerance=args.tolerance, force=args.force,
         simplify=args.simplify, check_images=args.check_images, graph_rewrites=args.graph_rewrites,
+        int8_silu=args.int8_silu,
     )
     par = r["parity"]
     print(f"wrote {args.out} ({r['precision']}, imgsz {r['imgsz']}, {r['size_bytes'] / 1e6:.1f} MB) and {args.out}.json")
@@ -57,6 +61,7 @@ def _export(args: argparse.Namespace) -> int:
         g = r["int8_gate"]
         print(f"int8 gate: mAP50 {g['map50_fp32']:.4f} fp32 -> {g['map50_int8']:.4f} int8 "
               f"(drop {g['drop']:.4f}, tolerance {g['tolerance']}){' FORCED' if g['forced'] else ''}")
+        print(f"int8 SiLU: {r['quantization']['silu']['why']}")
     else:
         floor = par["tolerance"].get("judged_from_conf", 0.0)
         judged = f" ({par['matched_judged']} at confidence >= {floor} judged)" if floor else ""

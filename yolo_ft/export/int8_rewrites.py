@@ -3,7 +3,8 @@
 Neither changes what the model computes: padding adds zero channels that contribute nothing, and
 QuickGelu(alpha=1) *is* SiLU (x * sigmoid(x)), computed once in float instead of as two int8 ops.
 
-Measured on this project's 2-core AVX512-VNNI machine, YOLO11n at 640 (bench/results/CPU_2026-11-28.md):
+Measured on this project's 2-core AVX512-VNNI machine, YOLO11n at 640 (bench/results/CPU_2026-11-28.md;
+on an AVX2-only CPU the SiLU rewrite loses, see silu_plan):
 
 * ``silu_as_quickgelu``: ORT has no int8 SiLU; a QDQ SiLU runs as QLinearSigmoid + QLinearMul (two
   passes over uint8, with requantization). DequantizeLinear -> QuickGelu -> QuantizeLinear is one float
@@ -28,6 +29,32 @@ from yolo_ft.utils import onnx_graph
 
 MIN_CHANNELS = 16
 QUICKGELU_MAX_ELEMENTS = 1 << 18  # 1 MiB of float32: e.g. 40x40x128 is rewritten, 80x80x64 is not
+SILU_MODES = ("auto", "lookup", "quickgelu")
+
+
+def silu_plan(mode: str = "auto", dot_product: str | None = None) -> tuple[int, str]:
+    """How int8 SiLUs are written: (``max_elements`` for :func:`silu_as_quickgelu`, 0 = none; why).
+
+    ``auto`` follows the exporting CPU, where the model is usually benchmarked and often deployed: with
+    int8 dot-product instructions (VNNI) QuickGelu on cache-sized maps was faster (module docstring); on an
+    AVX2-only CPU (bench/results/CPU_2026-12-04.md) the uint8 lookups were faster at every map size and the
+    whole model 6-8 % faster without any QuickGelu. ``dot_product``: the CPU flag (see utils.cpu), looked up
+    when not given.
+    """
+    if mode not in SILU_MODES:
+        raise ValueError(f"int8 SiLU mode '{mode}': choose one of {', '.join(SILU_MODES)}")
+    if mode == "lookup":
+        return 0, "asked for: every SiLU as uint8 QLinearSigmoid + QLinearMul"
+    if mode == "quickgelu":
+        return QUICKGELU_MAX_ELEMENTS, f"asked for: QuickGelu on maps up to {QUICKGELU_MAX_ELEMENTS} elements"
+    if dot_product is None:
+        from yolo_ft.utils.cpu import int8_dot_product
+
+        dot_product = int8_dot_product()
+    if dot_product == "":
+        return 0, "auto: this CPU has no int8 dot-product instructions (no VNNI), where uint8 lookups are faster"
+    how = f"has {dot_product}" if dot_product else "could not be identified"
+    return QUICKGELU_MAX_ELEMENTS, f"auto: this CPU {how}; QuickGelu on maps up to {QUICKGELU_MAX_ELEMENTS} elements"
 
 
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:

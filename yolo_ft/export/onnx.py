@@ -25,6 +25,7 @@ from yolo_ft.utils.hashing import sha256_file
 from yolo_ft.export import parity
 from yolo_ft.export.fast_ops import fast_export_ops
 from yolo_ft.export.graph_rewrites import split_into_producers, upsample_after_pointwise_conv
+from yolo_ft.export.int8_rewrites import SILU_MODES, silu_plan
 from yolo_ft.export.data import load_labelled, split_images
 from yolo_ft.export.metrics import map50
 from yolo_ft.records import YoloFtError
@@ -139,6 +140,7 @@ def export(
     force: bool = False,
     simplify: bool = True,
     graph_rewrites: bool = True,
+    int8_silu: str = "auto",
     opset: int | None = None,
     check_images: Sequence[str | Path] | None = None,
     max_check_images: int = 8,
@@ -149,6 +151,7 @@ def export(
 
     Raises YoloFtError (and writes nothing) when the int8 gate or the parity check fails, unless ``force``.
     ``graph_rewrites``: apply graph_rewrites' exact speed rewrites (off: Ultralytics' graph as exported).
+    ``int8_silu``: how int8 SiLUs run (``auto``: by the exporting CPU; see int8_rewrites.silu_plan).
     """
     t0 = time.time()
     model, out = Path(model), Path(out)
@@ -163,6 +166,8 @@ def export(
     if int8 and target == "gpu":
         raise YoloFtError("--int8 is a CPU target (use --target cpu); the GPU target is fp16")
     calib = Path(calib) if calib else None
+    if int8_silu not in SILU_MODES:
+        raise YoloFtError(f"int8 SiLU mode {int8_silu!r}: choose one of {', '.join(SILU_MODES)}")
     if int8 and calib is None:
         raise YoloFtError("--int8 needs --calib DATA.yaml: calibration and the accuracy gate use its real images")
     if calib is not None and not calib.is_file():
@@ -226,7 +231,7 @@ def export(
             "stride": int(max(torch_model.model.stride)),
             "settings": {"dynamic": dynamic, "batch": batch, "simplify": simplify, "opset": opset,
                          "int8": int8, "calib": str(calib) if calib else None, "tolerance": tolerance,
-                         "force": force, "graph_rewrites": graph_rewrites},
+                         "force": force, "graph_rewrites": graph_rewrites, "int8_silu": int8_silu},
             "versions": _versions(),
             "graph_rewrites": rewritten,
         }
@@ -247,10 +252,13 @@ def export(
 
             fp32_map = score(fp32_path)
             cal = calibrate(fp32_path, tmp, calib_imgs, (imgsz, imgsz))  # once, for every scheme tried
+            quickgelu_limit, silu_why = silu_plan(int8_silu)
             attempts = []
             for scheme in SCHEMES:  # fastest first; stop at the first that holds accuracy
                 path = tmp / f"model_int8_{scheme}.onnx"
-                how = quantize_int8(fp32_path, path, calib_imgs, (imgsz, imgsz), scheme=scheme, calibration=cal)
+                how = quantize_int8(fp32_path, path, calib_imgs, (imgsz, imgsz), scheme=scheme, calibration=cal,
+                                    quickgelu_max_elements=quickgelu_limit)
+                how["silu"] = {"mode": int8_silu, "quickgelu_max_elements": quickgelu_limit, "why": silu_why}
                 m = score(path)
                 attempts.append({"scheme": scheme, "path": path, "how": how, "map50": m, "drop": fp32_map - m})
                 if fp32_map - m <= tolerance:
