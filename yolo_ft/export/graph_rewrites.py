@@ -21,8 +21,8 @@ the weights, so the Split becomes one smaller convolution per part:
 The same multiply-adds, one Split fewer. What it saves is layout traffic: ONNX Runtime runs float convolutions
 in a blocked channel layout (NCHWc) and its Split only in plain NCHW, so every Split cost a reorder out and one
 or two reorders back in, and the Concat that reads the parts ran unblocked too. Equal up to float summation
-order (YOLO11n at 640: boxes within 3e-4 px of 640); fp32 4-12 % faster on the project's 2-core machine
-(bench/results/CPU_2026-12-04.md), int8 unchanged. Only chains of ops that act on each channel alone are
+order (YOLO11n at 640: boxes within 3e-4 px of 640); fp32 4-8 % faster on the project's 2-core machine
+(bench/bench_graph_rewrites.py, bench/results/CPU_2026-12-04.md), int8 unchanged. Only chains of ops that act on each channel alone are
 sliced, and only when nothing else reads their tensors.
 """
 
