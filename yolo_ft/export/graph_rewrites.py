@@ -126,21 +126,31 @@ def _rewrite_one(model: onnx.ModelProto, channels: dict[str, int]) -> str | None
             dst = conv.output[0] if k == len(sums) - 1 else f"{base}/Add_part{k}_output_0"
             new.append(helper.make_node("Add", [sums[k - 1] if k == 1 else new[-1].output[0], sums[k]], [dst],
                                         name=f"{base}/Add_part{k}"))
-        name, weight_name = conv.name, conv.input[1]
         gone = {conv.output[0], cat.output[0], *(p.output[0] for p, lift in zip(parts, lifted) if lift)}
-        nodes = list(g.node)
-        at = next(i for i, n in enumerate(nodes) if n.output[0] == conv.output[0])
-        before = [n for n in nodes[:at] if n.output[0] not in gone]
-        after = [n for n in nodes[at + 1 :] if n.output[0] not in gone]
-        del g.node[:]
-        g.node.extend([*before, *new, *after])  # where the conv was: all that `new` reads is made before it
-        stale = [vi for vi in g.value_info if vi.name in gone - {new[-1].output[0]}]
-        for vi in stale:
-            g.value_info.remove(vi)
-        if not any(weight_name in n.input for n in g.node):
-            g.initializer.remove(inits[weight_name])
-        return name
+        _splice(g, conv.output[0], new, gone, stale=gone - {new[-1].output[0]})
+        _drop_unused_initializers(g, {conv.input[1]})
+        return conv.name
     return None
+
+
+def _splice(g: onnx.GraphProto, at: str, new: list[onnx.NodeProto], gone: set[str], stale: set[str]) -> None:
+    """Put ``new`` where the node whose first output is ``at`` was (all that ``new`` reads is made before it),
+    drop the nodes whose first output is in ``gone`` and the recorded shapes of the ``stale`` tensors."""
+    nodes = list(g.node)
+    i = next(k for k, n in enumerate(nodes) if n.output[0] == at)
+    before = [n for n in nodes[:i] if n.output[0] not in gone]
+    after = [n for n in nodes[i + 1 :] if n.output[0] not in gone]
+    del g.node[:]
+    g.node.extend([*before, *new, *after])
+    for vi in [vi for vi in g.value_info if vi.name in stale]:
+        g.value_info.remove(vi)
+
+
+def _drop_unused_initializers(g: onnx.GraphProto, candidates: set[str]) -> None:
+    """Remove the initializers named in ``candidates`` that no node reads any more."""
+    used = {t for n in g.node for t in n.input}
+    for t in [t for t in g.initializer if t.name in candidates - used]:
+        g.initializer.remove(t)
 
 
 def upsample_after_pointwise_conv(model: onnx.ModelProto) -> list[str]:
@@ -236,19 +246,10 @@ def _push_one_split(model: onnx.ModelProto, channels: dict[str, int]) -> str | N
             if out:  # an unused output may be left unnamed
                 _emit_slice(split.input[0], lo, lo + size, f"part{k}", out, inits, made_by, new, added, {})
             lo += size
-        nodes = list(g.node)
-        at = next(i for i, node in enumerate(nodes) if node.output[0] == split.output[0])
-        before = [node for node in nodes[:at] if node.output[0] not in inside]
-        after = [node for node in nodes[at + 1 :] if node.output[0] not in inside]
-        del g.node[:]
-        g.node.extend([*before, *new, *after])  # where the Split was: all that `new` reads is made before it
+        _splice(g, split.output[0], new, inside, stale=set(chain))  # the chain's tensors are gone
         g.initializer.extend(added)
-        for vi in [vi for vi in g.value_info if vi.name in chain]:  # the chain's tensors are gone
-            g.value_info.remove(vi)
-        used = {t for node in g.node for t in node.input}
-        dropped = {t for c in chain.values() if c.op_type == "Conv" for t in c.input[1:]} | set(split.input[1:])
-        for t in [t for t in g.initializer if t.name in dropped - used]:
-            g.initializer.remove(t)
+        _drop_unused_initializers(
+            g, {t for c in chain.values() if c.op_type == "Conv" for t in c.input[1:]} | set(split.input[1:]))
         return split.name
     return None
 

@@ -25,7 +25,7 @@ from yolo_ft.utils.hashing import sha256_file
 from yolo_ft.export import parity
 from yolo_ft.export.fast_ops import fast_export_ops
 from yolo_ft.export.graph_rewrites import split_into_producers, upsample_after_pointwise_conv
-from yolo_ft.export.int8_rewrites import SILU_MODES, silu_plan
+from yolo_ft.export.int8_rewrites import silu_plan
 from yolo_ft.export.data import load_labelled, split_images
 from yolo_ft.export.metrics import map50
 from yolo_ft.records import YoloFtError
@@ -166,8 +166,10 @@ def export(
     if int8 and target == "gpu":
         raise YoloFtError("--int8 is a CPU target (use --target cpu); the GPU target is fp16")
     calib = Path(calib) if calib else None
-    if int8_silu not in SILU_MODES:
-        raise YoloFtError(f"int8 SiLU mode {int8_silu!r}: choose one of {', '.join(SILU_MODES)}")
+    try:  # checked before any work; the plan is the exporting CPU's (see int8_rewrites.silu_plan)
+        quickgelu_limit, silu_why = silu_plan(int8_silu)
+    except ValueError as e:
+        raise YoloFtError(str(e)) from None
     if int8 and calib is None:
         raise YoloFtError("--int8 needs --calib DATA.yaml: calibration and the accuracy gate use its real images")
     if calib is not None and not calib.is_file():
@@ -252,7 +254,6 @@ def export(
 
             fp32_map = score(fp32_path)
             cal = calibrate(fp32_path, tmp, calib_imgs, (imgsz, imgsz))  # once, for every scheme tried
-            quickgelu_limit, silu_why = silu_plan(int8_silu)
             attempts = []
             for scheme in SCHEMES:  # fastest first; stop at the first that holds accuracy
                 path = tmp / f"model_int8_{scheme}.onnx"

@@ -160,12 +160,13 @@ class Detector:
         self._spare: list[np.ndarray] = []
         self._spare_lock = threading.Lock()
 
-    def _take_buffer(self, shape: tuple[int, ...]) -> np.ndarray | None:
+    def _take_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A spare input tensor of ``shape`` (contents undefined), or a new one."""
         with self._spare_lock:
             for k, buf in enumerate(self._spare):
                 if buf.shape == shape:
                     return self._spare.pop(k)
-        return None
+        return np.empty(shape, self.input_dtype)
 
     def _give_buffer(self, buf: np.ndarray) -> None:
         with self._spare_lock:
@@ -213,8 +214,6 @@ class Detector:
                 h, w = letterbox_params(ims[0].shape[:2], self.imgsz, self.dynamic_hw, self.stride).padded_hw
                 rows = max(len(ims), self.fixed_batch or 0)  # static batch: the rest are grey frames
                 buf = self._take_buffer((rows, 3, h, w))
-                if buf is None:
-                    buf = np.empty((rows, 3, h, w), self.input_dtype)
                 parallel_map(lambda k: letterbox_to_blob(ims[k], self.imgsz, buf[k], self.dynamic_hw, self.stride),
                              range(len(ims)))
                 buf[len(ims):] = PAD_BLOB_VALUE
